@@ -1,0 +1,125 @@
+"""`word_kd`: word-level knowledge distillation (Kim & Rush 2016, eq. 4; Hinton et al. 2015).
+
+Per non-padding target token t:
+
+    L_t = (1 - a) * NLL_eps(y_t) + a * T^2 * KL( p_T^(T)(. | y_<t, x) || p_S^(T)(. | y_<t, x) )
+
+p^(T) = softmax(logits / T); NLL_eps is fairseq's label-smoothed NLL (eps = --label-smoothing);
+p_T is the teacher (the mean of the members' tempered probabilities for an ensemble) under teacher
+forcing on the gold prefix. The loss is summed over tokens and normalised like fairseq's
+label_smoothed_cross_entropy (by tokens, or sentences with --sentence-avg).
+"""
+import math
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import II
+
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+
+from ..errors import FairseqKDError
+from ..losses import check_alpha, check_temperature, gold_nll, interpolate, soft_target_loss
+from ..teacher import Teacher
+
+
+@dataclass
+class WordKDConfig(FairseqDataclass):
+    teacher_path: str = field(default="", metadata={
+        "help": "teacher checkpoint(s), several joined by ':' form an ensemble (averaged probabilities)"})
+    kd_alpha: float = field(default=0.5, metadata={"help": "weight a of the distillation term, in [0, 1]"})
+    kd_temperature: float = field(default=1.0, metadata={"help": "softmax temperature T > 0 of teacher and student"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "epsilon of the gold NLL term"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+class DistillationCriterion(FairseqCriterion):
+    """Shared glue: the gold term, the soft term against the teacher, and fairseq's metrics.
+
+    Subclasses decide what the soft term is fed (an online teacher here; cached top-k, block weights
+    and selected hypotheses in the other criterions).
+    """
+
+    def __init__(self, task, kd_alpha, kd_temperature, label_smoothing, sentence_avg):
+        super().__init__(task)
+        check_alpha(kd_alpha)
+        check_temperature(kd_temperature)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise FairseqKDError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
+        self.alpha = kd_alpha
+        self.temperature = kd_temperature
+        self.eps = label_smoothing
+        self.sentence_avg = sentence_avg
+
+    def gold_terms(self, model, net_output, target):
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        return gold_nll(lprobs, target, self.eps, self.padding_idx)
+
+    def logging_output(self, loss, nll, kd, sample, sample_size):
+        return {
+            "loss": loss.data,
+            "nll_loss": nll.data,
+            "kd_loss": kd.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+        }
+
+    def sample_size(self, sample):
+        return sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        sample_size, ntokens = total("sample_size"), total("ntokens")
+        metrics.log_scalar("loss", total("loss") / sample_size / math.log(2), sample_size, round=3)
+        metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
+        metrics.log_scalar("kd_loss", total("kd_loss") / ntokens / math.log(2), ntokens, round=3)
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        for key in cls.extra_metric_keys():
+            metrics.log_scalar(key, total(key) / max(total(f"{key}_count"), 1), total(f"{key}_count"), round=3)
+
+    @staticmethod
+    def extra_metric_keys():
+        return ()
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+@register_criterion("word_kd", dataclass=WordKDConfig)
+class WordKDCriterion(DistillationCriterion):
+    def __init__(self, task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg,
+                 teacher: Teacher = None):
+        super().__init__(task, kd_alpha, kd_temperature, label_smoothing, sentence_avg)
+        # With a = 0 the loss is plain (label-smoothed) NLL and no teacher is needed.
+        # `teacher` lets Python callers pass already-loaded models (fairseq never sets it).
+        if teacher is None and (kd_alpha > 0 or teacher_path):
+            teacher = Teacher.load(teacher_path, task)
+        self.teacher = teacher
+
+    def soft_targets(self, model, sample):
+        """Tempered teacher probabilities B x T x V (None when a = 0)."""
+        if self.teacher is None:
+            return None
+        self.teacher.follow(model)
+        return self.teacher.probs(sample["net_input"], self.temperature)
+
+    def forward(self, model, sample, reduce=True):
+        net_output = model(**sample["net_input"])
+        target = model.get_targets(sample, net_output)
+        smoothed, nll = self.gold_terms(model, net_output, target)
+        teacher_probs = self.soft_targets(model, sample)
+        if teacher_probs is None:
+            kd = torch.zeros_like(nll)
+        else:
+            kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+            kd = kd.masked_fill(target.eq(self.padding_idx), 0.0)
+        loss = interpolate(smoothed, kd, self.alpha).sum()
+        sample_size = self.sample_size(sample)
+        return loss, sample_size, self.logging_output(loss, nll.sum(), kd.sum(), sample, sample_size)

@@ -1,0 +1,77 @@
+"""Distillation loss math: small pure functions, tensors in, tensors out. No fairseq state.
+
+Notation (Hinton et al. 2015; Kim & Rush 2016): for a target position with vocabulary V,
+    p^(T) = softmax(z / T)            tempered distribution of logits z
+    KL(p_T || p_S) = sum_v p_T(v) (log p_T(v) - log p_S(v))
+Word-level KD per token (Kim & Rush eq. 4 with Hinton's temperature):
+    L = (1 - a) * NLL_eps(gold) + a * T^2 * KL(p_T^(T) || p_S^(T))
+where NLL_eps is fairseq's label-smoothed NLL. The T^2 factor keeps the gradient scale of the soft
+term independent of T (Hinton et al. 2015, section 2).
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+
+from .errors import FairseqKDError
+
+
+def tempered_log_probs(logits: Tensor, temperature: float) -> Tensor:
+    """log softmax(z / T) over the last dim, in fp32."""
+    return F.log_softmax(logits.float() / temperature, dim=-1)
+
+
+def ensemble_probs(logits: Sequence[Tensor], temperature: float) -> Tensor:
+    """Teacher ensemble: the mean of the members' tempered probabilities, (1/M) sum_m softmax(z_m / T)."""
+    probs = [F.softmax(z.float() / temperature, dim=-1) for z in logits]
+    return torch.stack(probs, dim=0).mean(dim=0) if len(probs) > 1 else probs[0]
+
+
+def kl_divergence(teacher_probs: Tensor, student_log_probs: Tensor) -> Tensor:
+    """sum_v p_T(v) (log p_T(v) - log p_S(v)) over the last dim; 0 log 0 = 0.
+
+    Works on the full vocabulary or on any subset of entries given in the same order for both
+    (the top-k cache gathers the student's log-probs at the teacher's k ids).
+    """
+    return (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * student_log_probs).sum(dim=-1)
+
+
+def soft_target_loss(teacher_probs: Tensor, student_logits: Tensor, temperature: float,
+                     teacher_ids: Tensor = None) -> Tensor:
+    """T^2 * KL(p_T^(T) || p_S^(T)) per position.
+
+    teacher_probs: ... x K tempered teacher probabilities; K = V, or the k entries at `teacher_ids`.
+    """
+    student_lprobs = tempered_log_probs(student_logits, temperature)
+    if teacher_ids is not None:
+        student_lprobs = student_lprobs.gather(-1, teacher_ids)
+    return temperature ** 2 * kl_divergence(teacher_probs.float(), student_lprobs)
+
+
+def gold_nll(student_log_probs: Tensor, target: Tensor, epsilon: float, padding_idx: int):
+    """fairseq's label-smoothed NLL per position (0 at padding): returns (smoothed, plain), both shaped like target."""
+    lprobs = student_log_probs.view(-1, student_log_probs.size(-1))
+    smoothed, nll = label_smoothed_nll_loss(lprobs, target.reshape(-1), epsilon, ignore_index=padding_idx, reduce=False)
+    return smoothed.view_as(target), nll.view_as(target)
+
+
+def interpolate(gold_term: Tensor, soft_term: Tensor, alpha: float) -> Tensor:
+    """(1 - a) * gold + a * soft. a = 0 and a = 1 drop the other term exactly (no 0 * inf)."""
+    if alpha == 0.0:
+        return gold_term
+    if alpha == 1.0:
+        return soft_term
+    return (1.0 - alpha) * gold_term + alpha * soft_term
+
+
+def check_alpha(alpha: float, name: str = "--kd-alpha"):
+    if not 0.0 <= alpha <= 1.0:
+        raise FairseqKDError(f"{name} must be in [0, 1], got {alpha}")
+
+
+def check_temperature(temperature: float):
+    if not temperature > 0.0:
+        raise FairseqKDError(f"--kd-temperature must be > 0, got {temperature}")

@@ -1,0 +1,1 @@
+from . import kd_lstm  # noqa: F401

@@ -1,0 +1,125 @@
+"""word_kd loss math against fairseq's own criterion and against hand computation."""
+import math
+
+import pytest
+import torch
+
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+from fairseq_kd.criterions.word_kd import WordKDCriterion
+from fairseq_kd.losses import ensemble_probs, kl_divergence, soft_target_loss
+from fairseq_kd.teacher import Teacher
+
+from helpers import batch, build_model, sharpen
+
+
+def word_kd(task, alpha, temperature=1.0, eps=0.0, teachers=()):
+    return WordKDCriterion(task, teacher_path="", kd_alpha=alpha, kd_temperature=temperature,
+                           label_smoothing=eps, sentence_avg=False, teacher=Teacher(teachers) if teachers else None)
+
+
+def test_alpha_zero_equals_label_smoothed_cross_entropy(tiny_task):
+    model = build_model(tiny_task).eval()
+    sample = batch(tiny_task)
+    ours, ours_size, ours_log = word_kd(tiny_task, alpha=0.0, eps=0.1)(model, sample)
+    ref = LabelSmoothedCrossEntropyCriterion(tiny_task, sentence_avg=False, label_smoothing=0.1)
+    theirs, theirs_size, theirs_log = ref(model, sample)
+    assert ours_size == theirs_size
+    assert abs(ours.item() - theirs.item()) < 1e-6 * max(1.0, abs(theirs.item()))
+    assert abs(ours_log["nll_loss"].item() - theirs_log["nll_loss"].item()) < 1e-4
+
+
+def hand_kl(p_rows, q_rows):
+    return sum(p * (math.log(p) - math.log(q)) for p, q in zip(p_rows, q_rows) if p > 0)
+
+
+def softmax_list(z, t):
+    m = max(z)
+    e = [math.exp((v - m) / t) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def test_soft_target_loss_by_hand_tiny_vocab():
+    teacher_logits = [[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]]
+    student_logits = [[0.1, 0.2, 0.3], [1.0, -2.0, 0.5]]
+    T = 2.0
+    probs = ensemble_probs([torch.tensor(teacher_logits)], T)
+    got = soft_target_loss(probs, torch.tensor(student_logits), T)
+    for row in range(2):
+        expected = T * T * hand_kl(softmax_list(teacher_logits[row], T), softmax_list(student_logits[row], T))
+        assert got[row].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_zero_teacher_probability_contributes_nothing():
+    p = torch.tensor([[1.0, 0.0, 0.0]])
+    q = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    assert kl_divergence(p, q).item() == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_criterion_kd_term_by_hand_with_padding(tiny_task):
+    """a = 1: the loss is T^2 KL summed over non-padding target tokens only."""
+    student, teacher = sharpen(build_model(tiny_task, seed=0).eval()), sharpen(build_model(tiny_task, seed=1).eval())
+    sample = batch(tiny_task, n=6)
+    target = sample["target"]
+    pad = tiny_task.target_dictionary.pad()
+    assert target.eq(pad).any(), "the batch must contain padding for this test to mean something"
+    T = 3.0
+    loss, _, log = word_kd(tiny_task, alpha=1.0, temperature=T, teachers=[teacher])(student, sample)
+    with torch.no_grad():
+        s_logits = student(**sample["net_input"])[0]
+        t_logits = teacher(**sample["net_input"])[0]
+    expected = 0.0
+    for b in range(target.size(0)):
+        for t in range(target.size(1)):
+            if target[b, t].item() == pad:
+                continue
+            p = softmax_list(t_logits[b, t].double().tolist(), T)
+            q = softmax_list(s_logits[b, t].double().tolist(), T)
+            expected += T * T * hand_kl(p, q)
+    assert expected > 0.5
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert log["kd_loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_interpolation_weights(tiny_task):
+    student, teacher = build_model(tiny_task, seed=0).eval(), build_model(tiny_task, seed=1).eval()
+    sample = batch(tiny_task)
+    _, _, log = word_kd(tiny_task, alpha=0.3, temperature=2.0, eps=0.1, teachers=[teacher])(student, sample)
+    loss, _, _ = word_kd(tiny_task, alpha=0.3, temperature=2.0, eps=0.1, teachers=[teacher])(student, sample)
+    gold, _, _ = word_kd(tiny_task, alpha=0.0, eps=0.1)(student, sample)
+    assert loss.item() == pytest.approx(0.7 * gold.item() + 0.3 * log["kd_loss"].item(), rel=1e-5)
+
+
+def test_two_teacher_ensemble_is_kl_to_mean_probabilities(tiny_task):
+    student = build_model(tiny_task, seed=0).eval()
+    t1, t2 = sharpen(build_model(tiny_task, seed=1).eval()), sharpen(build_model(tiny_task, seed=2).eval())
+    sample = batch(tiny_task)
+    T = 2.0
+    loss, _, _ = word_kd(tiny_task, alpha=1.0, temperature=T, teachers=[t1, t2])(student, sample)
+    with torch.no_grad():
+        net_input = sample["net_input"]
+        mean_p = (torch.softmax(t1(**net_input)[0] / T, -1) + torch.softmax(t2(**net_input)[0] / T, -1)) / 2
+        s_lp = torch.log_softmax(student(**net_input)[0] / T, -1)
+    per_tok = (mean_p * (mean_p.log() - s_lp)).sum(-1) * T * T
+    expected = per_tok.masked_fill(sample["target"].eq(tiny_task.target_dictionary.pad()), 0).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # and it is not the mean of the two KLs (the ensemble averages probabilities, not losses)
+    single = [word_kd(tiny_task, alpha=1.0, temperature=T, teachers=[t])(student, sample)[0].item() for t in (t1, t2)]
+    assert abs(loss.item() - sum(single) / 2) > 1e-4
+
+
+def test_teacher_stays_frozen_and_outside_the_criterion(tiny_task):
+    student, teacher = build_model(tiny_task, seed=0), build_model(tiny_task, seed=1)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    crit = word_kd(tiny_task, alpha=0.5, temperature=2.0, teachers=[teacher])
+    student.train()
+    opt = torch.optim.Adam(student.parameters(), lr=0.1)
+    sample = batch(tiny_task)
+    for _ in range(3):
+        opt.zero_grad()
+        loss, _, _ = crit(student, sample)
+        loss.backward()
+        opt.step()
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    assert list(crit.parameters()) == [] and crit.state_dict() == {}
