@@ -2,7 +2,10 @@
 from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = [
-    # each tool is one file in fairseq_kd/cli/, added by the issue that needs it
+    "fairseq-kd-spm = fairseq_kd.cli.spm:main",
+    "fairseq-kd-score = fairseq_kd.cli.score:main",
+    "fairseq-kd-speed = fairseq_kd.cli.speed:main",
+    "fairseq-kd-table = fairseq_kd.cli.table:main",
 ]
 
 setup(

@@ -1,1 +1,1 @@
-from . import word_kd  # noqa: F401
+from . import block_kd, word_kd  # noqa: F401

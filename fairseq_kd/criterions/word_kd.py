@@ -80,12 +80,6 @@ class DistillationCriterion(FairseqCriterion):
         metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
         metrics.log_scalar("kd_loss", total("kd_loss") / ntokens / math.log(2), ntokens, round=3)
         metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
-        for key in cls.extra_metric_keys():
-            metrics.log_scalar(key, total(key) / max(total(f"{key}_count"), 1), total(f"{key}_count"), round=3)
-
-    @staticmethod
-    def extra_metric_keys():
-        return ()
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
@@ -103,23 +97,22 @@ class WordKDCriterion(DistillationCriterion):
             teacher = Teacher.load(teacher_path, task)
         self.teacher = teacher
 
-    def soft_targets(self, model, sample):
-        """Tempered teacher probabilities B x T x V (None when a = 0)."""
+    def soft_term(self, model, sample, net_output, target):
+        """Per-token a-weighted soft loss T^2 KL (0 at padding) and extra logging entries."""
         if self.teacher is None:
-            return None
+            return torch.zeros_like(target, dtype=torch.float), {}
         self.teacher.follow(model)
-        return self.teacher.probs(sample["net_input"], self.temperature)
+        teacher_probs = self.teacher.probs(sample["net_input"], self.temperature)
+        kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+        return kd.masked_fill(target.eq(self.padding_idx), 0.0), {}
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         target = model.get_targets(sample, net_output)
         smoothed, nll = self.gold_terms(model, net_output, target)
-        teacher_probs = self.soft_targets(model, sample)
-        if teacher_probs is None:
-            kd = torch.zeros_like(nll)
-        else:
-            kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
-            kd = kd.masked_fill(target.eq(self.padding_idx), 0.0)
+        kd, extra = self.soft_term(model, sample, net_output, target)
         loss = interpolate(smoothed, kd, self.alpha).sum()
         sample_size = self.sample_size(sample)
-        return loss, sample_size, self.logging_output(loss, nll.sum(), kd.sum(), sample, sample_size)
+        log = self.logging_output(loss, nll.sum(), kd.sum(), sample, sample_size)
+        log.update(extra)
+        return loss, sample_size, log

@@ -1,0 +1,217 @@
+"""fairseq-kd-speed: decode speed and BLEU of one or more checkpoints, as JSON.
+
+    fairseq-kd-speed DATA --user-dir fairseq_kd --path A.pt --path B.pt --gen-subset test \\
+        --beam 1 5 --batch-size 1 64 --threads 2 --ref test2016.de --post-process sentencepiece \\
+        --output speed.json
+
+Every (model, beam, batch size) is decoded with fairseq's SequenceGenerator (the search of
+fairseq-generate) over the first --max-sentences sentences of the subset, in length-sorted batches.
+--warmup batches are decoded and not timed; then --repeats timed passes. Reported per row: median,
+min and max over repeats of target words/s (detokenized words of the hypotheses), subword tokens/s and
+sentences/s; at batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
+checkpoint file size; the process's peak RSS after that row; sacreBLEU and its signature against
+--ref (first pass's hypotheses, detokenized by --post-process). Any other fairseq-generate option
+(--lenpen, --max-len-a/b, --fp16, --cpu, ...) applies to every row. `--source-file F --spm-model M`
+decodes raw source text instead of a binarized subset.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from .. import __version__, inference
+from ..errors import FairseqKDError
+from .score import corpus_bleu
+
+
+def own_options():
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--path", action="append", default=[], help="checkpoint to measure (repeat for several)")
+    p.add_argument("--name", action="append", default=[], help="label of each --path (default: file name)")
+    p.add_argument("--beam", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--max-sentences", type=int, default=None, help="measure on the first N sentences")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches before each row")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ref", default=None, help="raw reference file for sacreBLEU")
+    p.add_argument("--detok", choices=["moses"], default=None)
+    p.add_argument("--source-file", default=None, help="raw source text to decode instead of --gen-subset")
+    p.add_argument("--spm-model", default=None, help="sentencepiece model that encodes --source-file")
+    p.add_argument("--output", required=True)
+    return p
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def percentile(values, q):
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def raw_source_dataset(task, source_file, spm_model):
+    import sentencepiece as spm
+
+    with open(source_file, encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f]
+    if not any(lines):
+        raise FairseqKDError(f"source file {source_file} is empty")
+    sp = spm.SentencePieceProcessor(model_file=spm_model) if spm_model else None
+    src_dict = task.source_dictionary
+    tokens = [src_dict.encode_line(" ".join(sp.encode(x, out_type=str)) if sp else x,
+                                   add_if_not_exist=False).long() for x in lines]
+    return task.build_dataset_for_inference(tokens, [t.numel() for t in tokens])
+
+
+def timed_pass(task, cfg, generator, models, dataset, batches, use_cuda):
+    """One pass over `batches`: per-batch seconds, and the hypotheses by sample id."""
+    seconds, hyps = [], {}
+    for batch_ids in batches:
+        sample = inference.collate(dataset, batch_ids, use_cuda)
+        if use_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = task.inference_step(generator, models, sample)
+        if use_cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        for i, sid in enumerate(sample["id"].tolist()):
+            hyps[sid] = out[i][0]
+    return seconds, hyps
+
+
+def measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda):
+    generator = inference.build_generator(task, models, cfg, beam)
+    batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
+    warm = batches[: opts.warmup]
+    if warm:
+        timed_pass(task, cfg, generator, models, dataset, warm, use_cuda)
+    passes = [timed_pass(task, cfg, generator, models, dataset, batches, use_cuda) for _ in range(opts.repeats)]
+    texts = {sid: inference.hypothesis_text(task, cfg, h) for sid, h in passes[0][1].items()}
+    n_tokens = sum(len(h["tokens"]) for h in passes[0][1].values())
+    n_words = sum(len(texts[sid][1].split()) for sid in texts)
+    times = [sum(s) for s, _ in passes]
+    row = {
+        "beam": beam, "batch_size": batch_size, "sentences": len(ids), "words": n_words, "tokens": n_tokens,
+        "time_s": times,
+        "words_per_s": spread([n_words / t for t in times]),
+        "tokens_per_s": spread([n_tokens / t for t in times]),
+        "sentences_per_s": spread([len(ids) / t for t in times]),
+    }
+    if batch_size == 1:
+        per_sentence = [x * 1000 for s, _ in passes for x in s]
+        row["latency_ms_p50"] = percentile(per_sentence, 0.5)
+        row["latency_ms_p95"] = percentile(per_sentence, 0.95)
+    return row, [texts[sid][1] for sid in sorted(texts)]
+
+
+def model_facts(path, models):
+    params = [p for m in models for p in m.parameters()]
+    return {
+        "path": os.path.abspath(path),
+        "file_size_bytes": os.path.getsize(path),
+        "params_total": sum(p.numel() for p in params),
+        "params_nonzero": sum(int(torch.count_nonzero(p)) for p in params),
+    }
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        own_options().print_help()
+        return
+    opts, rest = inference.split_known(argv, own_options())
+    if not opts.path:
+        raise FairseqKDError("give at least one --path CHECKPOINT")
+    if any(b < 1 for b in opts.beam) or any(b < 1 for b in opts.batch_size):
+        raise FairseqKDError(f"--beam and --batch-size take values >= 1, got {opts.beam} and {opts.batch_size}")
+    if opts.repeats < 1:
+        raise FairseqKDError(f"--repeats must be >= 1, got {opts.repeats}")
+    inference.check_checkpoints(opts.path)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    cfg = inference.generation_cfg(rest + ["--path", opts.path[0]])
+    task = inference.setup(cfg)
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    if opts.source_file:
+        dataset, subset = raw_source_dataset(task, opts.source_file, opts.spm_model), os.path.abspath(opts.source_file)
+    else:
+        subset = cfg.dataset.gen_subset
+        dataset = inference.load_subset(task, cfg, subset)
+    ids = inference.subset_ids(dataset, opts.max_sentences)
+    refs = None
+    if opts.ref:
+        with open(opts.ref, encoding="utf-8") as f:
+            refs = [line.rstrip("\n") for line in f]
+        if len(refs) != len(dataset):
+            raise FairseqKDError(f"--ref has {len(refs)} lines, the subset has {len(dataset)} sentences")
+        refs = [refs[i] for i in ids]
+
+    names = opts.name + [os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.basename(p)
+                         for p in opts.path[len(opts.name):]]
+    results = []
+    for name, path in zip(names, opts.path):
+        models, _ = inference.load_ensemble(cfg, task, [path])
+        facts = model_facts(path, models)
+        for beam in opts.beam:
+            for batch_size in opts.batch_size:
+                row, hyps = measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
+                row.update(model=name, **facts)
+                if refs is not None:
+                    bleu = corpus_bleu(hyps, refs, opts.detok)
+                    row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
+                row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                results.append(row)
+                bleu_text = "" if refs is None else f"  BLEU {row['bleu']:.2f}"
+                print(f"{name:<28} beam {beam:>2} batch {batch_size:>3}: "
+                      f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
+        del models
+
+    report = {
+        "environment": {
+            "fairseq_kd": __version__, "torch": torch.__version__, "fairseq": _fairseq_version(),
+            "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "device": "cuda" if use_cuda else "cpu", "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
+        },
+        "data": {"data": os.path.abspath(cfg.task.data), "subset": subset, "sentences": len(ids),
+                 "ref": os.path.abspath(opts.ref) if opts.ref else None,
+                 "post_process": cfg.common_eval.post_process, "warmup_batches": opts.warmup, "repeats": opts.repeats},
+        "results": results,
+    }
+    with open(opts.output + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(opts.output + ".tmp", opts.output)
+    print(f"wrote {opts.output}")
+
+
+def _fairseq_version():
+    import fairseq
+
+    return fairseq.__version__
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Decoding plumbing shared by the tools (speed, distill): fairseq's own argument parser, task,
+checkpoint loading and SequenceGenerator, with the batches built the way fairseq-generate builds them
+(sorted by length, then cut by sentences or tokens)."""
+import argparse
+import os
+from typing import List, Optional, Sequence
+
+import torch
+
+from fairseq import checkpoint_utils, options, tasks, utils
+from fairseq.data import data_utils
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+from .errors import FairseqKDError
+
+
+def generation_cfg(argv: Sequence[str]):
+    """fairseq-generate's configuration from a command line (data dir, --path, --gen-subset, ...)."""
+    parser = options.get_generation_parser()
+    args = options.parse_args_and_arch(parser, list(argv))
+    return convert_namespace_to_omegaconf(args)
+
+
+def split_known(argv: Sequence[str], own: argparse.ArgumentParser):
+    """Our own options first (they may shadow fairseq's, e.g. `--beam 1 5`); the rest goes to fairseq."""
+    ours, rest = own.parse_known_args(list(argv))
+    return ours, rest
+
+
+def check_checkpoints(paths: Sequence[str]):
+    for p in paths:
+        if not os.path.isfile(p):
+            raise FairseqKDError(f"checkpoint not found: {p}")
+
+
+def setup(cfg):
+    """Task with its dictionaries, and the subset named by --gen-subset loaded."""
+    utils.import_user_module(cfg.common)
+    task = tasks.setup_task(cfg.task)
+    return task
+
+
+def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
+    paths = list(paths) if paths is not None else utils.split_paths(cfg.common_eval.path)
+    check_checkpoints(paths)
+    try:
+        models, saved_cfg = checkpoint_utils.load_model_ensemble(paths, task=task)
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise FairseqKDError(f"{':'.join(paths)} does not fit this data's dictionaries "
+                                 f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from e
+        raise
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    for m in models:
+        if cfg.common.fp16:
+            m.half()
+        if use_cuda:
+            m.cuda()
+        m.prepare_for_inference_(cfg)
+    return models, saved_cfg
+
+
+def load_subset(task, cfg, subset: str):
+    try:
+        task.load_dataset(subset)
+    except FileNotFoundError as e:
+        raise FairseqKDError(f"subset '{subset}' not found in {cfg.task.data} ({e})") from e
+    return task.dataset(subset)
+
+
+def length_sorted_batches(dataset, indices, batch_size: Optional[int] = None, max_tokens: Optional[int] = None):
+    """Batches of sample ids, sorted by length as fairseq-generate sorts them."""
+    ordered = dataset.ordered_indices()
+    if indices is not None:
+        keep = set(int(i) for i in indices)
+        ordered = [i for i in ordered if int(i) in keep]
+    return data_utils.batch_by_size(
+        torch.as_tensor(ordered, dtype=torch.int64).numpy(), dataset.num_tokens,
+        max_tokens=max_tokens, max_sentences=batch_size)
+
+
+def collate(dataset, batch_ids, use_cuda: bool):
+    sample = dataset.collater([dataset[i] for i in batch_ids])
+    return utils.move_to_cuda(sample) if use_cuda else sample
+
+
+def build_generator(task, models, cfg, beam: int, nbest: int = 1):
+    gen_cfg = cfg.generation
+    gen_cfg.beam, gen_cfg.nbest = beam, nbest
+    return task.build_generator(models, gen_cfg)
+
+
+def hypothesis_text(task, cfg, hypo) -> (str, str):
+    """(subword string, detokenized string) of one hypothesis, as fairseq-generate prints H and D lines."""
+    tgt_dict = task.target_dictionary
+    pieces = tgt_dict.string(hypo["tokens"].int().cpu(), extra_symbols_to_ignore={tgt_dict.bos(), tgt_dict.eos()})
+    post = cfg.common_eval.post_process
+    detok = data_utils.post_process(pieces, post) if post else pieces
+    return pieces, detok
+
+
+def subset_ids(dataset, max_sentences: Optional[int]) -> List[int]:
+    n = len(dataset)
+    return list(range(n if not max_sentences else min(n, max_sentences)))

@@ -1,0 +1,28 @@
+# Shared helpers for the recipes (sourced, not run). Each stage writes its outputs, then a stamp
+# `$WORK/.done/<stage>`; a rerun skips stamped stages, and fairseq-train itself resumes from
+# checkpoint_last.pt, so an interrupted recipe restarts where it stopped.
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+stage_done() { [ -f "$WORK/.done/$1" ]; }
+mark_done() { mkdir -p "$WORK/.done"; date +%s > "$WORK/.done/$1"; }
+
+# run_stage NAME FUNCTION: skip when stamped, time it, log to $WORK/logs/NAME.log
+run_stage() {
+  local name=$1 fn=$2 start
+  if stage_done "$name"; then log "stage $name: done already (rm $WORK/.done/$name to redo)"; return; fi
+  mkdir -p "$WORK/logs"
+  log "stage $name: start (log: $WORK/logs/$name.log)"
+  start=$(date +%s)
+  "$fn" 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2 || true
+  [ "${PIPESTATUS[0]}" -eq 0 ] || die "stage $name failed, see $WORK/logs/$name.log"
+  mark_done "$name"
+  echo "$name $(( $(date +%s) - start ))" >> "$WORK/stage_times.txt"
+  log "stage $name: done in $(( $(date +%s) - start ))s"
+}
+
+# lines of fairseq's logs worth showing while a stage runs
+PROGRESS_PATTERN='(\| (train|valid) \| epoch|BLEU|Translated|error|Error)'
+
+require_file() { [ -s "$1" ] || die "missing input: $1 ${2:-}"; }

@@ -1,0 +1,121 @@
+"""fairseq-kd-speed JSON and fairseq-kd-table markdown / PNG."""
+import json
+import statistics
+
+import pytest
+
+from fairseq_kd.cli import table
+from fairseq_kd.errors import FairseqKDError
+
+from conftest import USER_DIR, run, tool
+
+
+@pytest.fixture(scope="module")
+def speed_json(tiny_data, tiny_teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("speed") / "speed.json"
+    ref = tiny_data.parent / "raw" / "test.tgt"
+    run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--name", "teacher",
+         "--gen-subset", "test", "--beam", "1", "2", "--batch-size", "1", "8", "--threads", "1", "--cpu",
+         "--max-sentences", "12", "--warmup", "1", "--repeats", "2", "--ref", ref, "--output", out])
+    return json.loads(out.read_text())
+
+
+def test_speed_json_fields(speed_json, tiny_teacher):
+    env, data, rows = speed_json["environment"], speed_json["data"], speed_json["results"]
+    assert env["threads"] == 1 and env["torch"] and env["fairseq"] and env["cpu"] and env["timestamp"]
+    assert data["subset"] == "test" and data["sentences"] == 12 and data["repeats"] == 2
+    assert [(r["beam"], r["batch_size"]) for r in rows] == [(1, 1), (1, 8), (2, 1), (2, 8)]
+    for r in rows:
+        assert r["model"] == "teacher" and r["file_size_bytes"] == tiny_teacher.stat().st_size
+        assert 0 < r["params_nonzero"] <= r["params_total"]
+        assert r["sentences"] == 12 and r["words"] > 0 and r["tokens"] >= r["words"]
+        assert len(r["time_s"]) == 2 and all(t > 0 for t in r["time_s"])
+        assert 0 <= r["bleu"] <= 100 and r["bleu_signature"].startswith("nrefs:1|")
+        assert r["peak_rss_mb"] > 50
+        # words/s is words / time, recomputed from the raw timings
+        assert r["words_per_s"]["median"] == pytest.approx(statistics.median(r["words"] / t for t in r["time_s"]))
+        assert r["sentences_per_s"]["min"] == pytest.approx(12 / max(r["time_s"]))
+        if r["batch_size"] == 1:
+            assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"]
+        else:
+            assert "latency_ms_p50" not in r
+    # greedy and beam rows at different batch sizes decode the same sentences the same way
+    assert rows[0]["bleu"] == rows[1]["bleu"]
+
+
+def test_speed_bad_inputs(tiny_data, tmp_path):
+    proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "none.pt",
+                "--output", tmp_path / "o.json"], check=False)
+    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
+    proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "none.pt",
+                "--beam", "0", "--output", tmp_path / "o.json"], check=False)
+    assert "--beam and --batch-size take values >= 1" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_speed_empty_source_file(tiny_data, tiny_teacher, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
+                "--source-file", empty, "--output", tmp_path / "o.json"], check=False)
+    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: source file {empty} is empty"
+
+
+def test_speed_on_raw_source_file(tiny_data, tiny_teacher, tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("s1 s2 s3\ns4 s5\n")
+    out = tmp_path / "raw.json"
+    run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
+         "--source-file", src, "--beam", "1", "--batch-size", "2", "--repeats", "1", "--output", out])
+    row = json.loads(out.read_text())["results"][0]
+    assert row["sentences"] == 2 and row["words"] > 0
+
+
+def hand_json(path, model_rows, subset="test", threads=2):
+    rows = []
+    for model, params, nonzero, size, entries in model_rows:
+        for beam, bleu, wps in entries:
+            rows.append({"model": model, "beam": beam, "batch_size": 64, "params_total": params,
+                         "params_nonzero": nonzero, "file_size_bytes": size, "bleu": bleu,
+                         "words_per_s": {"median": wps, "min": wps, "max": wps}})
+    path.write_text(json.dumps({"environment": {"threads": threads},
+                                "data": {"subset": subset, "sentences": 1000, "ref": "/r/test.de"},
+                                "results": rows}))
+    return path
+
+
+def test_table_markdown_exact(tmp_path):
+    a = hand_json(tmp_path / "a.json", [("teacher", 84_000_000, 84_000_000, 336_000_000, [(1, 17.7, 100.0), (5, 19.5, 50.0)])])
+    b = hand_json(tmp_path / "b.json", [("student", 6_500_000, 1_300_000, 26_000_000, [(1, 18.5, 1000.0), (5, 18.8, 400.0)])])
+    md = tmp_path / "t.md"
+    png = tmp_path / "p.png"
+    table.main([str(a), str(b), "--reference", "teacher", "--output-md", str(md), "--output-png", str(png)])
+    assert md.read_text() == (
+        "| Model | Params | Nonzero | Size (MB) | BLEU greedy | BLEU beam 5 | Words/s greedy | Words/s beam 5 "
+        "| Speed-up greedy | Speed-up beam 5 | ΔBLEU greedy | ΔBLEU beam 5 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| teacher | 84.00M | 84.00M | 336.0 | 17.70 | 19.50 | 100 | 50 | 2.0x | 1.0x | -1.80 | +0.00 |\n"
+        "| student | 6.50M | 1.30M | 26.0 | 18.50 | 18.80 | 1000 | 400 | 20.0x | 8.0x | -1.00 | -0.70 |\n"
+        "\n"
+        "Speed-up and ΔBLEU against teacher with beam 5; words/s at batch size 64.\n")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_pareto_front():
+    # (speed, bleu): c is beaten by b on both; a is the best BLEU; b is the fastest
+    assert table.pareto_front([(1, 20), (10, 18), (5, 17)]) == [0, 1]
+
+
+def test_table_refuses_mixed_test_sets(tmp_path):
+    a = hand_json(tmp_path / "a.json", [("teacher", 1, 1, 1, [(5, 10.0, 1.0)])], subset="test")
+    b = hand_json(tmp_path / "b.json", [("student", 1, 1, 1, [(5, 10.0, 1.0)])], subset="valid")
+    with pytest.raises(FairseqKDError, match="not comparable .*subset"):
+        table.main([str(a), str(b), "--reference", "teacher", "--output-md", str(tmp_path / "t.md")])
+    table.main([str(a), str(b), "--reference", "teacher", "--output-md", str(tmp_path / "t.md"), "--allow-mixed"])
+    assert "Warning: mixed measurement settings (subset)" in (tmp_path / "t.md").read_text()
+
+
+def test_table_refuses_mixed_threads(tmp_path):
+    a = hand_json(tmp_path / "a.json", [("teacher", 1, 1, 1, [(5, 10.0, 1.0)])], threads=1)
+    b = hand_json(tmp_path / "b.json", [("student", 1, 1, 1, [(5, 10.0, 1.0)])], threads=2)
+    with pytest.raises(FairseqKDError, match="threads"):
+        table.main([str(a), str(b), "--reference", "teacher", "--output-md", str(tmp_path / "t.md")])
