@@ -5,6 +5,7 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-spm = fairseq_kd.cli.spm:main",
     "fairseq-kd-score = fairseq_kd.cli.score:main",
     "fairseq-kd-speed = fairseq_kd.cli.speed:main",
+    "fairseq-kd-dump-topk = fairseq_kd.cli.dump_topk:main",
     "fairseq-kd-table = fairseq_kd.cli.table:main",
 ]
 

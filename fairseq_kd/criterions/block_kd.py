@@ -76,7 +76,10 @@ def check_block_config(cfg):
 class BlockKDCriterion(WordKDCriterion):
     def __init__(self, task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg,
                  block_mode, block_size, block_score, block_weighting, block_threshold, block_temperature,
-                 select_rate, select_level, select_queue_size, teacher=None):
+                 select_rate, select_level, select_queue_size, teacher_topk_path="", teacher=None):
+        if teacher_topk_path:
+            raise FairseqKDError("block_kd scores blocks with the teacher's full distribution: use --teacher-path, "
+                                 "not --teacher-topk-path")
         block_cfg = dict(block_mode=str(block_mode), block_size=block_size, block_score=str(block_score),
                          block_weighting=str(block_weighting), block_threshold=block_threshold,
                          block_temperature=block_temperature, select_rate=select_rate,
@@ -84,7 +87,7 @@ class BlockKDCriterion(WordKDCriterion):
         check_block_config(block_cfg)
         if kd_alpha == 0.0:
             raise FairseqKDError("block_kd with --kd-alpha 0 is plain NLL: use label_smoothed_cross_entropy")
-        super().__init__(task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg, teacher)
+        super().__init__(task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg, teacher=teacher)
         self.cfg_block = block_cfg
         d = task.target_dictionary
         self.eos_idx = d.eos()

@@ -23,6 +23,7 @@ from fairseq.logging import metrics
 from ..errors import FairseqKDError
 from ..losses import check_alpha, check_temperature, gold_nll, interpolate, soft_target_loss
 from ..teacher import Teacher
+from ..teacher_topk_cache import TeacherTopKCache, tempered_topk_probs
 
 
 @dataclass
@@ -32,7 +33,11 @@ class WordKDConfig(FairseqDataclass):
     kd_alpha: float = field(default=0.5, metadata={"help": "weight a of the distillation term, in [0, 1]"})
     kd_temperature: float = field(default=1.0, metadata={"help": "softmax temperature T > 0 of teacher and student"})
     label_smoothing: float = field(default=0.0, metadata={"help": "epsilon of the gold NLL term"})
+    teacher_topk_path: str = field(default="", metadata={
+        "help": "offline teacher: a cache written by fairseq-kd-dump-topk for the training subset "
+                "(used instead of --teacher-path while training)"})
     sentence_avg: bool = II("optimization.sentence_avg")
+    train_subset: str = II("dataset.train_subset")
 
 
 class DistillationCriterion(FairseqCriterion):
@@ -88,22 +93,37 @@ class DistillationCriterion(FairseqCriterion):
 
 @register_criterion("word_kd", dataclass=WordKDConfig)
 class WordKDCriterion(DistillationCriterion):
+    """Online teacher (--teacher-path) or offline top-k cache (--teacher-topk-path).
+
+    With only a cache, validation batches (not in the cache) get the gold term alone: compare
+    checkpoints on nll_loss then (--best-checkpoint-metric nll_loss).
+    """
+
     def __init__(self, task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg,
-                 teacher: Teacher = None):
+                 teacher_topk_path="", train_subset="train", teacher: Teacher = None):
         super().__init__(task, kd_alpha, kd_temperature, label_smoothing, sentence_avg)
+        self.topk_cache = None
+        if teacher_topk_path and kd_alpha > 0:
+            self.topk_cache = TeacherTopKCache(teacher_topk_path)
+            task.load_dataset(train_subset)
+            self.topk_cache.check_matches(task.target_dictionary, train_subset, task.dataset(train_subset).tgt_sizes)
         # With a = 0 the loss is plain (label-smoothed) NLL and no teacher is needed.
         # `teacher` lets Python callers pass already-loaded models (fairseq never sets it).
-        if teacher is None and (kd_alpha > 0 or teacher_path):
+        if teacher is None and (teacher_path or (kd_alpha > 0 and self.topk_cache is None)):
             teacher = Teacher.load(teacher_path, task)
         self.teacher = teacher
 
     def soft_term(self, model, sample, net_output, target):
-        """Per-token a-weighted soft loss T^2 KL (0 at padding) and extra logging entries."""
-        if self.teacher is None:
-            return torch.zeros_like(target, dtype=torch.float), {}
-        self.teacher.follow(model)
-        teacher_probs = self.teacher.probs(sample["net_input"], self.temperature)
-        kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+        """Per-token soft loss T^2 KL (0 at padding) and extra logging entries; None without a teacher."""
+        if self.topk_cache is not None and model.training:
+            values, ids = self.topk_cache.lookup(sample["id"], target, self.padding_idx)
+            kd = soft_target_loss(tempered_topk_probs(values, self.temperature), net_output[0], self.temperature, ids)
+        elif self.teacher is not None:
+            self.teacher.follow(model)
+            teacher_probs = self.teacher.probs(sample["net_input"], self.temperature)
+            kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+        else:
+            return None, {}
         return kd.masked_fill(target.eq(self.padding_idx), 0.0), {}
 
     def forward(self, model, sample, reduce=True):
@@ -111,7 +131,11 @@ class WordKDCriterion(DistillationCriterion):
         target = model.get_targets(sample, net_output)
         smoothed, nll = self.gold_terms(model, net_output, target)
         kd, extra = self.soft_term(model, sample, net_output, target)
-        loss = interpolate(smoothed, kd, self.alpha).sum()
+        if kd is None:
+            kd, alpha = torch.zeros_like(nll), 0.0
+        else:
+            alpha = self.alpha
+        loss = interpolate(smoothed, kd, alpha).sum()
         sample_size = self.sample_size(sample)
         log = self.logging_output(loss, nll.sum(), kd.sum(), sample, sample_size)
         log.update(extra)
