@@ -50,6 +50,11 @@ def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
             raise FairseqKDError(f"{':'.join(paths)} does not fit this data's dictionaries "
                                  f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from e
         raise
+    return prepare_for_inference(models, cfg), saved_cfg
+
+
+def prepare_for_inference(models, cfg):
+    """As fairseq-generate: fp16 if asked, on the GPU unless --cpu, eval mode."""
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     for m in models:
         if cfg.common.fp16:
@@ -57,7 +62,7 @@ def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
         if use_cuda:
             m.cuda()
         m.prepare_for_inference_(cfg)
-    return models, saved_cfg
+    return models
 
 
 def load_subset(task, cfg, subset: str):

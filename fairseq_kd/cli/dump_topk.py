@@ -60,11 +60,7 @@ def main(argv=None):
     teacher = Teacher.load(cfg.common_eval.path, task)  # checks files and dictionaries
     paths = teacher.paths
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
-    for m in teacher.models:
-        if cfg.common.fp16:
-            m.half()
-        if use_cuda:
-            m.cuda()
+    inference.prepare_for_inference(teacher.models, cfg)
     meta = {"subset": subset, "n_sentences": len(dataset), "target_sizes_hash": sizes_hash(dataset.tgt_sizes),
             "dict_hash": dictionary_hash(task.target_dictionary), "dict_size": vocab,
             "teachers": [os.path.abspath(p) for p in paths], "value_dtype": opts.cache_dtype,

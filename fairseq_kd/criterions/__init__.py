@@ -1,1 +1,1 @@
-from . import block_kd, word_kd  # noqa: F401
+from . import block_kd, seq_inter, word_kd  # noqa: F401

@@ -1,0 +1,1 @@
+from . import translation_seq_inter  # noqa: F401

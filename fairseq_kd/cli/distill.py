@@ -1,0 +1,172 @@
+"""fairseq-kd-distill: Seq-KD data. Decode a subset with the teacher (beam K) and write the distilled corpus.
+
+    fairseq-kd-distill DATA --user-dir fairseq_kd --path TEACHER[:TEACHER2] --gen-subset train \\
+        --beam 5 --destdir OUT [--nbest 5 --select-closest --post-process sentencepiece] \\
+        [--max-tokens 8000] [--threads 2] [--shard-id I --num-shards N] [--merge]
+
+Writes, aligned line for line with the subset (same order and count; an empty hypothesis is an empty
+line, and counted):
+    OUT/<subset>.<src>            source side, in the data's subword units
+    OUT/<subset>.<tgt>            the teacher's best hypothesis (Seq-KD target)
+    OUT/<subset>.nbest.<tgt>      with --nbest K > 1: `line-id <tab> rank <tab> score <tab> hypothesis`, K lines per source
+                                  (score: fairseq's length-normalised log-probability, natural log)
+    OUT/<subset>.selected.<tgt>   with --select-closest: the K-best hypothesis closest to the gold target by
+                                  sentence BLEU (fairseq_kd.seq_inter_selection), for Seq-Inter
+    OUT/bin/                      the data's dictionaries, <subset> binarized with them (distilled target, original
+                                  source), every other split copied, and <subset>.selected.* when selected:
+                                  `fairseq-train OUT/bin` trains on the distilled corpus directly.
+Resumable: chunks of --chunk-size sentences are written atomically to OUT/work; a rerun continues with the
+first missing one. Shards (--shard-id/--num-shards, same OUT) split the chunks; `--merge` checks that every
+chunk is there and writes the outputs (a single-shard run merges by itself).
+"""
+import argparse
+import glob
+import os
+import shutil
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from fairseq.data import data_utils, indexed_dataset
+
+from .. import inference
+from ..chunked_job import ChunkedJob
+from ..errors import FairseqKDError
+from ..seq_inter_selection import select_closest
+from ..teacher import Teacher
+
+
+def own_options():
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--chunk-size", type=int, default=1000, help="sentences per resumable chunk")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--shard-id", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--merge", action="store_true", help="only check completeness and write the outputs")
+    p.add_argument("--select-closest", action="store_true", help="also write the Seq-Inter selected corpus")
+    return p
+
+
+def check_search(cfg):
+    beam, nbest = cfg.generation.beam, cfg.generation.nbest
+    if beam < 1:
+        raise FairseqKDError(f"--beam must be >= 1, got {beam}")
+    if nbest < 1 or nbest > beam:
+        raise FairseqKDError(f"--nbest must be in [1, --beam] = [1, {beam}], got {nbest}")
+
+
+def decode_chunks(job, task, cfg, teacher, dataset, opts):
+    generator = inference.build_generator(task, teacher.models, cfg, cfg.generation.beam, cfg.generation.nbest)
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    mine = [c for c in range(opts.shard_id, job.n_chunks, opts.num_shards)]
+    total = sum(len(job.chunk_ids(c)) for c in mine)
+    done = sum(len(job.chunk_ids(c)) for c in mine if job.done(c))
+    bar = tqdm(total=total, initial=done, unit="sent", desc=f"distill shard {opts.shard_id}", dynamic_ncols=True)
+    gen_seconds, gen_tokens = 0.0, 0
+    max_tokens = cfg.dataset.max_tokens or (None if cfg.dataset.batch_size else 8000)
+    for c in job.pending(opts.shard_id, opts.num_shards):
+        result = {}
+        for batch_ids in inference.length_sorted_batches(dataset, job.chunk_ids(c), cfg.dataset.batch_size, max_tokens):
+            sample = inference.collate(dataset, batch_ids, use_cuda)
+            start = time.perf_counter()
+            hypos = task.inference_step(generator, teacher.models, sample)
+            gen_seconds += time.perf_counter() - start
+            for i, sid in enumerate(sample["id"].tolist()):
+                nbest = hypos[i][: cfg.generation.nbest]
+                gen_tokens += len(nbest[0]["tokens"])
+                result[sid] = [(inference.hypothesis_text(task, cfg, h)[0], float(h["score"])) for h in nbest]
+            bar.update(len(batch_ids))
+        job.write(c, result)
+    bar.close()
+    if gen_seconds > 0:
+        print(f"generated {gen_tokens} tokens in {gen_seconds:.1f}s ({gen_tokens / gen_seconds:.1f} tokens/s)")
+
+
+def binarize(lines, dictionary, prefix):
+    builder = indexed_dataset.make_builder(prefix + ".bin", impl="mmap", vocab_size=len(dictionary))
+    for line in lines:
+        builder.add_item(dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long())
+    builder.finalize(prefix + ".idx")
+
+
+def write_text(path, lines):
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    os.replace(path + ".tmp", path)
+
+
+def merge(job, task, cfg, dataset, opts):
+    job.check_complete()
+    src, tgt = task.cfg.source_lang, task.cfg.target_lang
+    subset, out = cfg.dataset.gen_subset, opts.destdir
+    post = cfg.common_eval.post_process
+    src_lines, best, nbest_lines, selected = [], [], [], []
+    for sid, hyps in job.items():
+        src_lines.append(task.source_dictionary.string(dataset.src[sid]))
+        best.append(hyps[0][0])
+        nbest_lines.extend(f"{sid}\t{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(hyps))
+        if opts.select_closest:
+            gold = data_utils.post_process(task.target_dictionary.string(dataset.tgt[sid]), post) if post else \
+                task.target_dictionary.string(dataset.tgt[sid])
+            detok = [(data_utils.post_process(t, post) if post else t, s) for t, s in hyps]
+            selected.append(hyps[select_closest(detok, gold)[0]][0])
+    write_text(os.path.join(out, f"{subset}.{src}"), src_lines)
+    write_text(os.path.join(out, f"{subset}.{tgt}"), best)
+    if cfg.generation.nbest > 1:
+        write_text(os.path.join(out, f"{subset}.nbest.{tgt}"), nbest_lines)
+    if opts.select_closest:
+        write_text(os.path.join(out, f"{subset}.selected.{tgt}"), selected)
+
+    data = cfg.task.data.split(":")[0]
+    bin_dir = os.path.join(out, "bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    for path in glob.glob(os.path.join(data, "dict.*.txt")) + glob.glob(os.path.join(data, "*.bin")) + \
+            glob.glob(os.path.join(data, "*.idx")):
+        name = os.path.basename(path)
+        if not name.startswith(f"{subset}.{src}-{tgt}.{tgt}."):  # everything but the target we replace
+            shutil.copyfile(path, os.path.join(bin_dir, name))
+    binarize(best, task.target_dictionary, os.path.join(bin_dir, f"{subset}.{src}-{tgt}.{tgt}"))
+    if opts.select_closest:
+        binarize(selected, task.target_dictionary, os.path.join(bin_dir, f"{subset}.selected.{src}-{tgt}.{tgt}"))
+    empty = sum(1 for line in best if not line.strip())
+    print(f"wrote {out}: {len(best)} sentences ({empty} empty hypotheses), binarized in {bin_dir}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        own_options().print_help()
+        return
+    opts, rest = inference.split_known(argv, own_options())
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.num_shards < 1:
+        raise FairseqKDError(f"--num-shards must be >= 1, got {opts.num_shards}")
+    cfg = inference.generation_cfg(rest)
+    check_search(cfg)
+    task = inference.setup(cfg)
+    dataset = inference.load_subset(task, cfg, cfg.dataset.gen_subset)
+    if opts.select_closest and dataset.tgt is None:
+        raise FairseqKDError(f"--select-closest needs the gold targets, and subset '{cfg.dataset.gen_subset}' has none")
+    g = cfg.generation
+    settings = {"data": os.path.abspath(cfg.task.data), "subset": cfg.dataset.gen_subset,
+                "teachers": [os.path.abspath(p) for p in cfg.common_eval.path.split(":")], "beam": g.beam,
+                "nbest": g.nbest, "lenpen": g.lenpen, "max_len_a": g.max_len_a, "max_len_b": g.max_len_b,
+                "unnormalized": g.unnormalized, "sampling": g.sampling}
+    job = ChunkedJob(os.path.join(opts.destdir, "work"), len(dataset), opts.chunk_size, settings)
+    if not opts.merge:
+        teacher = Teacher.load(cfg.common_eval.path, task)
+        inference.prepare_for_inference(teacher.models, cfg)
+        decode_chunks(job, task, cfg, teacher, dataset, opts)
+    if opts.merge or opts.num_shards == 1:
+        merge(job, task, cfg, dataset, opts)
+    else:
+        print(f"shard {opts.shard_id} of {opts.num_shards} done; run with --merge once every shard has finished")
+
+
+if __name__ == "__main__":
+    main()
