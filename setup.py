@@ -7,6 +7,7 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-speed = fairseq_kd.cli.speed:main",
     "fairseq-kd-dump-topk = fairseq_kd.cli.dump_topk:main",
     "fairseq-kd-distill = fairseq_kd.cli.distill:main",
+    "fairseq-kd-prune = fairseq_kd.cli.prune:main",
     "fairseq-kd-table = fairseq_kd.cli.table:main",
 ]
 

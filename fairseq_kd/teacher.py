@@ -29,16 +29,16 @@ def split_paths(paths: str) -> List[str]:
     return [p for p in (paths or "").split(":") if p]
 
 
-def read_checkpoint(path: str):
+def read_checkpoint(path: str, what: str = "teacher checkpoint"):
     if not os.path.isfile(path):
-        raise TeacherError(f"teacher checkpoint not found: {path}")
+        raise TeacherError(f"{what} not found: {path}")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
     except Exception as e:  # truncated file, not a torch file, unknown pickled global
-        raise TeacherError(f"teacher checkpoint {path} could not be read ({type(e).__name__}: "
+        raise TeacherError(f"{what} {path} could not be read ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''})") from e
     if not isinstance(state, dict) or "model" not in state:
-        raise TeacherError(f"teacher checkpoint {path} is not a fairseq checkpoint (no 'model' entry)")
+        raise TeacherError(f"{what} {path} is not a fairseq checkpoint (no 'model' entry)")
     return state
 
 

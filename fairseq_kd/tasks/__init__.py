@@ -1,1 +1,1 @@
-from . import translation_seq_inter  # noqa: F401
+from . import translation_prune, translation_seq_inter  # noqa: F401
