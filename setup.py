@@ -8,6 +8,7 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-dump-topk = fairseq_kd.cli.dump_topk:main",
     "fairseq-kd-distill = fairseq_kd.cli.distill:main",
     "fairseq-kd-prune = fairseq_kd.cli.prune:main",
+    "fairseq-kd-compress = fairseq_kd.cli.compress:main",
     "fairseq-kd-table = fairseq_kd.cli.table:main",
 ]
 

@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from .. import __version__, inference
+from .. import __version__, compression, inference
 from ..errors import FairseqKDError
 from .score import corpus_bleu
 
@@ -128,13 +128,13 @@ def measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cud
 
 
 def model_facts(path, models):
+    facts = {"path": os.path.abspath(path), "file_size_bytes": os.path.getsize(path)}
+    if compression.is_compressed(path):  # int8 modules hide their weights from parameters(): count what is stored
+        total, nonzero = compression.stored_counts(compression.load_compressed(path))
+        return dict(facts, params_total=total, params_nonzero=nonzero, compressed=True)
     params = [p for m in models for p in m.parameters()]
-    return {
-        "path": os.path.abspath(path),
-        "file_size_bytes": os.path.getsize(path),
-        "params_total": sum(p.numel() for p in params),
-        "params_nonzero": sum(int(torch.count_nonzero(p)) for p in params),
-    }
+    return dict(facts, params_total=sum(p.numel() for p in params),
+                params_nonzero=sum(int(torch.count_nonzero(p)) for p in params), compressed=False)
 
 
 def main(argv=None):

@@ -1,0 +1,161 @@
+"""Compressed checkpoints: sparse storage of pruned weights and/or int8 weights, xz-compressed on disk.
+
+File: the xz (lzma) compression of a torch.save'd dict
+    {"fairseq_kd_compressed": FORMAT_VERSION, "cfg": <fairseq cfg as plain containers>,
+     "int8": bool, "sparse": bool, "tensors": {name: entry}}
+with one entry per model tensor:
+    {"dense": fp32 tensor}                                    small tensors, and anything not compressible
+    {"shape", "bitmask": uint8 packed bits of the nonzeros, "values": the nonzero values}     --sparse
+    {"shape", ["bitmask"], "qvalues": int8, "scale": fp32 per row}                            --int8
+int8 is symmetric per output row: q = round(w / s_r), s_r = max_j |w_rj| / 127, so zeros stay zeros.
+Loading rebuilds the fp32 model (exactly the stored values for sparse-only); with int8 it then swaps
+nn.Linear / nn.LSTM for torch's dynamically quantized int8 modules, so CPU decoding runs int8 kernels.
+"""
+import io
+import lzma
+import os
+from typing import Dict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import FairseqKDError
+
+FORMAT_VERSION = 1
+XZ_MAGIC = b"\xfd7zXZ\x00"
+MIN_SPARSITY = 0.3  # below this a bitmask costs more than it saves
+
+
+def is_compressed(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == XZ_MAGIC
+
+
+def _pack(mask: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(mask.flatten().numpy().astype(np.uint8)))
+
+
+def _unpack(bits: torch.Tensor, shape) -> torch.Tensor:
+    n = int(np.prod(shape))
+    return torch.from_numpy(np.unpackbits(bits.numpy())[:n].astype(bool)).view(*shape)
+
+
+def row_scales(w: torch.Tensor) -> torch.Tensor:
+    rows = w.reshape(w.size(0), -1)
+    return (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+
+
+def quantize_rows(w: torch.Tensor):
+    scale = row_scales(w)
+    q = torch.round(w.reshape(w.size(0), -1) / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.view_as(w), scale
+
+
+def encode_tensor(w: torch.Tensor, sparse: bool, int8: bool) -> Dict:
+    w = w.detach().float().cpu()
+    if w.dim() < 2:
+        return {"dense": w}
+    entry = {"shape": tuple(w.shape)}
+    nonzero = w.ne(0)
+    use_mask = sparse and 1.0 - nonzero.float().mean().item() >= MIN_SPARSITY
+    if int8:
+        q, scale = quantize_rows(w)
+        entry["scale"] = scale
+        entry["qvalues"] = q[nonzero] if use_mask else q
+    elif use_mask:
+        entry["values"] = w[nonzero]
+    else:
+        return {"dense": w}
+    if use_mask:
+        entry["bitmask"] = _pack(nonzero)
+    return entry
+
+
+def decode_tensor(entry: Dict) -> torch.Tensor:
+    if "dense" in entry:
+        return entry["dense"]
+    shape = entry["shape"]
+    mask = _unpack(entry["bitmask"], shape) if "bitmask" in entry else None
+    if "qvalues" in entry:
+        q = torch.zeros(shape, dtype=torch.float32)
+        if mask is not None:
+            q[mask] = entry["qvalues"].float()
+        else:
+            q = entry["qvalues"].float().view(shape)
+        return (q.reshape(shape[0], -1) * entry["scale"][:, None]).view(shape)
+    w = torch.zeros(shape, dtype=torch.float32)
+    w[mask] = entry["values"]
+    return w
+
+
+def compress_state(state, sparse: bool, int8: bool) -> Dict:
+    from omegaconf import OmegaConf
+
+    cfg = state.get("cfg")
+    if OmegaConf.is_config(cfg):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    return {"fairseq_kd_compressed": FORMAT_VERSION, "cfg": cfg, "int8": int8, "sparse": sparse,
+            "tensors": {n: encode_tensor(t, sparse, int8) for n, t in state["model"].items()}}
+
+
+def save_compressed(payload: Dict, path: str):
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(lzma.compress(buf.getvalue(), preset=9))
+    os.replace(tmp, path)
+
+
+def load_compressed(path: str) -> Dict:
+    try:
+        with open(path, "rb") as f:
+            raw = lzma.decompress(f.read())
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (lzma.LZMAError, EOFError, RuntimeError) as e:
+        raise FairseqKDError(f"compressed checkpoint {path} could not be read ({e})") from e
+    version = payload.get("fairseq_kd_compressed") if isinstance(payload, dict) else None
+    if version != FORMAT_VERSION:
+        raise FairseqKDError(f"{path} is a compressed checkpoint of format {version}; this fairseq_kd reads format "
+                             f"{FORMAT_VERSION}: compress the original checkpoint again")
+    return payload
+
+
+def dense_state_dict(payload: Dict) -> Dict[str, torch.Tensor]:
+    return {n: decode_tensor(e) for n, e in payload["tensors"].items()}
+
+
+def stored_counts(payload: Dict):
+    total = nonzero = 0
+    for e in payload["tensors"].values():
+        t = decode_tensor(e)
+        total += t.numel()
+        nonzero += int(torch.count_nonzero(t))
+    return total, nonzero
+
+
+def quantize_for_cpu(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantization: per-channel for nn.Linear, torch's default for nn.LSTM."""
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig},
+                            dtype=torch.qint8)
+
+
+def load_model(path: str, task):
+    """(model ready for CPU inference, facts) from a compressed checkpoint."""
+    from omegaconf import OmegaConf
+
+    payload = load_compressed(path)
+    cfg = OmegaConf.create(payload["cfg"], flags={"allow_objects": True})  # model cfg may be a Namespace
+    model = task.build_model(cfg.model)
+    try:
+        model.load_state_dict(dense_state_dict(payload), strict=True)
+    except RuntimeError as e:
+        raise FairseqKDError(f"{path} does not fit this task's model or dictionaries ({str(e).splitlines()[0]})") from e
+    model.eval()
+    if payload["int8"]:
+        model = quantize_for_cpu(model)
+    total, nonzero = stored_counts(payload)
+    return model, {"params_total": total, "params_nonzero": nonzero, "int8": payload["int8"], "sparse": payload["sparse"]}

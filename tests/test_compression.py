@@ -1,0 +1,97 @@
+"""fairseq-kd-compress: sparse storage is lossless, int8 is close, files shrink, bad files are refused."""
+import json
+import lzma
+
+import pytest
+import torch
+
+import fairseq_kd  # noqa: F401
+from fairseq_kd import compression
+from fairseq_kd.errors import FairseqKDError
+
+from conftest import USER_DIR, run, tool
+
+
+@pytest.fixture(scope="module")
+def pruned(tiny_teacher, tmp_path_factory):
+    d = tmp_path_factory.mktemp("compress")
+    run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--output", d / "pruned.pt"])
+    for name, flags in (("sparse", ["--sparse"]), ("int8", ["--int8"]), ("sparse_int8", ["--sparse", "--int8"])):
+        out = run([tool("fairseq-kd-compress"), d / "pruned.pt", "--output", d / f"{name}.pt", *flags]).stdout
+        assert "x the dense fp32 weights" in out
+    return d
+
+
+def test_tensor_codecs_round_trip():
+    w = torch.randn(6, 10)
+    w[w.abs() < 0.8] = 0
+    assert torch.equal(compression.decode_tensor(compression.encode_tensor(w, sparse=True, int8=False)), w)
+    q = compression.decode_tensor(compression.encode_tensor(w, sparse=True, int8=True))
+    assert torch.equal(q.eq(0), w.eq(0))  # zeros stay zeros
+    assert (q - w).abs().max() <= compression.row_scales(w).max() / 2 + 1e-6
+    q_dense = compression.decode_tensor(compression.encode_tensor(w, sparse=False, int8=True))
+    assert torch.allclose(q_dense, q)
+
+
+def test_sizes_shrink(pruned):
+    sizes = {n: (pruned / f"{n}.pt").stat().st_size for n in ("pruned", "sparse", "int8", "sparse_int8")}
+    state = torch.load(pruned / "pruned.pt", map_location="cpu")
+    dense = sum(t.numel() * 4 for t in state["model"].values())
+    assert sizes["sparse"] < 0.5 * dense
+    assert sizes["sparse_int8"] < sizes["sparse"] and sizes["sparse_int8"] < 0.2 * dense
+
+
+def decode(data, path, tmp_path, name):
+    out = tmp_path / f"{name}.json"
+    run([tool("fairseq-kd-speed"), data, "--user-dir", USER_DIR, "--path", path, "--gen-subset", "test", "--cpu",
+         "--beam", "2", "--batch-size", "8", "--repeats", "1", "--warmup", "0", "--ref",
+         data.parent / "raw" / "test.tgt", "--output", out])
+    return json.loads(out.read_text())["results"][0]
+
+
+def test_sparse_decodes_identically_and_int8_closely(pruned, tiny_data, tiny_task, tmp_path):
+    from fairseq_kd.compression import load_model
+
+    dense_model = load_dense(pruned / "pruned.pt", tiny_task)
+    sparse_model, facts = load_model(str(pruned / "sparse.pt"), tiny_task)
+    for name, p in dense_model.state_dict().items():
+        assert torch.equal(p, sparse_model.state_dict()[name]), name
+    assert facts["params_nonzero"] < 0.3 * facts["params_total"]
+    base = decode(tiny_data, pruned / "pruned.pt", tmp_path, "pruned")
+    sparse = decode(tiny_data, pruned / "sparse.pt", tmp_path, "sparse")
+    int8 = decode(tiny_data, pruned / "sparse_int8.pt", tmp_path, "sparse_int8")
+    assert sparse["bleu"] == base["bleu"] and sparse["words"] == base["words"]
+    assert sparse["params_nonzero"] == base["params_nonzero"] and sparse["compressed"]
+    assert abs(int8["bleu"] - base["bleu"]) < 15.0  # a tiny model is sensitive; the benchmark reports real numbers
+
+
+def load_dense(path, task):
+    from fairseq import checkpoint_utils
+
+    models, _ = checkpoint_utils.load_model_ensemble([str(path)], task=task)
+    return models[0].eval()
+
+
+def test_int8_uses_quantized_kernels(pruned, tiny_task):
+    model, facts = compression.load_model(str(pruned / "int8.pt"), tiny_task)
+    kinds = {type(m).__module__ for m in model.modules()}
+    assert any("quantized" in k for k in kinds) and facts["int8"]
+
+
+def test_incompatible_version_and_garbage_refused(pruned, tmp_path):
+    payload = compression.load_compressed(str(pruned / "sparse.pt"))
+    payload["fairseq_kd_compressed"] = 99
+    compression.save_compressed(payload, str(tmp_path / "future.pt"))
+    with pytest.raises(FairseqKDError, match="of format 99; this fairseq_kd reads format 1"):
+        compression.load_compressed(str(tmp_path / "future.pt"))
+    (tmp_path / "garbage.pt").write_bytes(compression.XZ_MAGIC + b"not really xz")
+    with pytest.raises(FairseqKDError, match="could not be read"):
+        compression.load_compressed(str(tmp_path / "garbage.pt"))
+    assert lzma  # the format is plain xz: `xz -d` opens it
+
+
+def test_compress_cli_bad_inputs(tiny_teacher, tmp_path):
+    proc = run([tool("fairseq-kd-compress"), tiny_teacher, "--output", tmp_path / "x.pt"], check=False)
+    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: choose --sparse, --int8 or both"
+    proc = run([tool("fairseq-kd-compress"), tmp_path / "none.pt", "--sparse", "--output", tmp_path / "x.pt"], check=False)
+    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
