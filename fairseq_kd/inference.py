@@ -3,6 +3,7 @@ checkpoint loading and SequenceGenerator, with the batches built the way fairseq
 (sorted by length, then cut by sentences or tokens)."""
 import argparse
 import os
+import sys
 from typing import List, Optional, Sequence
 
 import torch
@@ -22,9 +23,17 @@ def generation_cfg(argv: Sequence[str]):
     return convert_namespace_to_omegaconf(args)
 
 
-def split_known(argv: Sequence[str], own: argparse.ArgumentParser):
-    """Our own options first (they may shadow fairseq's, e.g. `--beam 1 5`); the rest goes to fairseq."""
-    ours, rest = own.parse_known_args(list(argv))
+def tool_options(argv: Optional[Sequence[str]], own: argparse.ArgumentParser, doc: str):
+    """A tool's own options first (they may shadow fairseq's, e.g. `--beam 1 5`); the rest is for fairseq's
+    generation parser. Returns None after printing the help. Applies --threads when the tool has it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(doc)
+        own.print_help()
+        return None
+    ours, rest = own.parse_known_args(argv)
+    if getattr(ours, "threads", None):
+        torch.set_num_threads(ours.threads)
     return ours, rest
 
 

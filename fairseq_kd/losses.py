@@ -39,16 +39,16 @@ def kl_divergence(teacher_probs: Tensor, student_log_probs: Tensor) -> Tensor:
     return (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * student_log_probs).sum(dim=-1)
 
 
-def soft_target_loss(teacher_probs: Tensor, student_logits: Tensor, temperature: float,
+def soft_target_loss(teacher_probs: Tensor, student_log_probs: Tensor, temperature: float,
                      teacher_ids: Tensor = None) -> Tensor:
     """T^2 * KL(p_T^(T) || p_S^(T)) per position.
 
     teacher_probs: ... x K tempered teacher probabilities; K = V, or the k entries at `teacher_ids`.
+    student_log_probs: ... x V, `tempered_log_probs(student_logits, T)` (at T = 1 the student's log-probs).
     """
-    student_lprobs = tempered_log_probs(student_logits, temperature)
     if teacher_ids is not None:
-        student_lprobs = student_lprobs.gather(-1, teacher_ids)
-    return temperature ** 2 * kl_divergence(teacher_probs.float(), student_lprobs)
+        student_log_probs = student_log_probs.gather(-1, teacher_ids)
+    return temperature ** 2 * kl_divergence(teacher_probs.float(), student_log_probs)
 
 
 def gold_nll(student_log_probs: Tensor, target: Tensor, epsilon: float, padding_idx: int):

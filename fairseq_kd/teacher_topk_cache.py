@@ -89,20 +89,25 @@ class TeacherTopKCache:
                                  f"({len(target_sizes)} sentences, or other target lengths)")
 
     def lookup(self, sample_ids, target, padding_idx):
-        """Tempered-later log-probs and ids for a batch: (B x T x k float, B x T x k long); padding rows are
-        id 0 with log-prob 0 (the caller masks them)."""
+        """Log-probs (B x T x k float) and ids (B x T x k long) for a batch of right-padded targets;
+        padding rows are id 0 with log-prob 0 (the caller masks them)."""
         bsz, tlen = target.shape
-        lengths = target.ne(padding_idx).sum(dim=1).tolist()
-        ids = np.zeros((bsz, tlen, self.k), dtype=np.int64)
-        values = np.zeros((bsz, tlen, self.k), dtype=np.float32)
-        for b, sid in enumerate(sample_ids.tolist()):
-            start, end = self.offsets[sid], self.offsets[sid + 1]
-            if end - start != lengths[b]:
-                raise FairseqKDError(f"top-k cache {self.path}: sample {sid} has {end - start} cached tokens but "
-                                     f"{lengths[b]} target tokens; the cache belongs to other data")
-            ids[b, :lengths[b]] = self.ids[start:end]
-            values[b, :lengths[b]] = self.values[start:end]
-        return torch.from_numpy(values).to(target.device), torch.from_numpy(ids).to(target.device)
+        present = target.ne(padding_idx).cpu()
+        lengths = present.sum(dim=1).numpy()
+        sids = sample_ids.cpu().numpy()
+        starts, ends = self.offsets[sids], self.offsets[sids + 1]
+        bad = np.nonzero(ends - starts != lengths)[0]
+        if len(bad):
+            b = bad[0]
+            raise FairseqKDError(f"top-k cache {self.path}: sample {sids[b]} has {ends[b] - starts[b]} cached tokens "
+                                 f"but {lengths[b]} target tokens; the cache belongs to other data")
+        # rows of every present token, in batch-row order (targets are right-padded: tokens are a prefix)
+        rows = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        ids = torch.zeros(bsz, tlen, self.k, dtype=torch.long)
+        values = torch.zeros(bsz, tlen, self.k, dtype=torch.float32)
+        ids[present] = torch.from_numpy(self.ids[rows].astype(np.int64))
+        values[present] = torch.from_numpy(self.values[rows].astype(np.float32))
+        return values.to(target.device), ids.to(target.device)
 
 
 def tempered_topk_probs(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:

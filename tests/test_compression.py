@@ -41,12 +41,16 @@ def test_sizes_shrink(pruned):
     assert sizes["sparse_int8"] < sizes["sparse"] and sizes["sparse_int8"] < 0.2 * dense
 
 
-def decode(data, path, tmp_path, name):
-    out = tmp_path / f"{name}.json"
-    run([tool("fairseq-kd-speed"), data, "--user-dir", USER_DIR, "--path", path, "--gen-subset", "test", "--cpu",
-         "--beam", "2", "--batch-size", "8", "--repeats", "1", "--warmup", "0", "--ref",
-         data.parent / "raw" / "test.tgt", "--output", out])
-    return json.loads(out.read_text())["results"][0]
+def decode_all(data, paths, tmp_path):
+    """One fairseq-kd-speed run over several files: {name: result row}."""
+    out = tmp_path / "decode.json"
+    cmd = [tool("fairseq-kd-speed"), data, "--user-dir", USER_DIR, "--gen-subset", "test", "--cpu", "--beam", "2",
+           "--batch-size", "8", "--repeats", "1", "--warmup", "0", "--ref", data.parent / "raw" / "test.tgt",
+           "--output", out]
+    for name, path in paths.items():
+        cmd += ["--path", path, "--name", name]
+    run(cmd)
+    return {r["model"]: r for r in json.loads(out.read_text())["results"]}
 
 
 def test_sparse_decodes_identically_and_int8_closely(pruned, tiny_data, tiny_task, tmp_path):
@@ -57,9 +61,8 @@ def test_sparse_decodes_identically_and_int8_closely(pruned, tiny_data, tiny_tas
     for name, p in dense_model.state_dict().items():
         assert torch.equal(p, sparse_model.state_dict()[name]), name
     assert facts["params_nonzero"] < 0.3 * facts["params_total"]
-    base = decode(tiny_data, pruned / "pruned.pt", tmp_path, "pruned")
-    sparse = decode(tiny_data, pruned / "sparse.pt", tmp_path, "sparse")
-    int8 = decode(tiny_data, pruned / "sparse_int8.pt", tmp_path, "sparse_int8")
+    rows = decode_all(tiny_data, {n: pruned / f"{n}.pt" for n in ("pruned", "sparse", "sparse_int8")}, tmp_path)
+    base, sparse, int8 = rows["pruned"], rows["sparse"], rows["sparse_int8"]
     assert sparse["bleu"] == base["bleu"] and sparse["words"] == base["words"]
     assert sparse["params_nonzero"] == base["params_nonzero"] and sparse["compressed"]
     assert abs(int8["bleu"] - base["bleu"]) < 15.0  # a tiny model is sensitive; the benchmark reports real numbers

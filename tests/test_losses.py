@@ -6,7 +6,7 @@ import torch
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq_kd.criterions.word_kd import WordKDCriterion
-from fairseq_kd.losses import ensemble_probs, kl_divergence, soft_target_loss
+from fairseq_kd.losses import ensemble_probs, kl_divergence, soft_target_loss, tempered_log_probs
 from fairseq_kd.teacher import Teacher
 
 from helpers import batch, build_model, sharpen
@@ -43,7 +43,7 @@ def test_soft_target_loss_by_hand_tiny_vocab():
     student_logits = [[0.1, 0.2, 0.3], [1.0, -2.0, 0.5]]
     T = 2.0
     probs = ensemble_probs([torch.tensor(teacher_logits)], T)
-    got = soft_target_loss(probs, torch.tensor(student_logits), T)
+    got = soft_target_loss(probs, tempered_log_probs(torch.tensor(student_logits), T), T)
     for row in range(2):
         expected = T * T * hand_kl(softmax_list(teacher_logits[row], T), softmax_list(student_logits[row], T))
         assert got[row].item() == pytest.approx(expected, rel=1e-6)

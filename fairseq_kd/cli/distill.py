@@ -23,7 +23,6 @@ import argparse
 import glob
 import os
 import shutil
-import sys
 import time
 
 import torch
@@ -136,14 +135,10 @@ def merge(job, task, cfg, dataset, opts):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        own_options().print_help()
+    parsed = inference.tool_options(argv, own_options(), __doc__)
+    if parsed is None:
         return
-    opts, rest = inference.split_known(argv, own_options())
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    opts, rest = parsed
     if opts.num_shards < 1:
         raise FairseqKDError(f"--num-shards must be >= 1, got {opts.num_shards}")
     cfg = inference.generation_cfg(rest)

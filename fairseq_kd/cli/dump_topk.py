@@ -10,7 +10,6 @@ Train with `--criterion word_kd --teacher-topk-path CACHE`.
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 import torch
@@ -42,14 +41,10 @@ def topk_batch(teacher, sample, k):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        own_options().print_help()
+    parsed = inference.tool_options(argv, own_options(), __doc__)
+    if parsed is None:
         return
-    opts, rest = inference.split_known(argv, own_options())
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    opts, rest = parsed
     cfg = inference.generation_cfg(rest)
     task = inference.setup(cfg)
     vocab = len(task.target_dictionary)

@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 
 import torch
@@ -138,12 +137,10 @@ def model_facts(path, models):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        own_options().print_help()
+    parsed = inference.tool_options(argv, own_options(), __doc__)
+    if parsed is None:
         return
-    opts, rest = inference.split_known(argv, own_options())
+    opts, rest = parsed
     if not opts.path:
         raise FairseqKDError("give at least one --path CHECKPOINT")
     if any(b < 1 for b in opts.beam) or any(b < 1 for b in opts.batch_size):
@@ -151,8 +148,6 @@ def main(argv=None):
     if opts.repeats < 1:
         raise FairseqKDError(f"--repeats must be >= 1, got {opts.repeats}")
     inference.check_checkpoints(opts.path)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
     cfg = inference.generation_cfg(rest + ["--path", opts.path[0]])
     task = inference.setup(cfg)
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu

@@ -112,8 +112,11 @@ def pareto_front(points):
 
 
 def plot(summary, beam, path):
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging setup lets its DEBUG lines through
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

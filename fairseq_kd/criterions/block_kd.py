@@ -117,14 +117,13 @@ class BlockKDCriterion(WordKDCriterion):
             w = blocks.block_weights(scores, exists, c["block_weighting"], c["block_threshold"], c["block_temperature"])
         return blocks.token_weights(w, ids, mask), w.masked_select(exists)
 
-    def soft_term(self, model, sample, net_output, target):
+    def soft_term(self, model, sample, net_output, target, lprobs):
         self.teacher.follow(model)
         logits = self.teacher.logits(sample["net_input"])
         teacher_probs = ensemble_probs(logits, self.temperature)
         teacher_probs_t1 = teacher_probs if self.temperature == 1.0 else ensemble_probs(logits, 1.0)
-        student_lprobs = model.get_normalized_probs(net_output, log_probs=True)
-        weights, block_w = self.token_block_weights(target, teacher_probs_t1, student_lprobs)
-        kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+        weights, block_w = self.token_block_weights(target, teacher_probs_t1, lprobs)
+        kd = soft_target_loss(teacher_probs, self.student_tempered(net_output, lprobs), self.temperature)
         # torch.where, not a product, so an ignored token's soft term has exactly zero gradient
         kd = torch.where(weights > 0, weights * kd, torch.zeros_like(kd))
         ignored = (weights.eq(0) & target.ne(self.padding_idx)).sum().item()

@@ -38,11 +38,13 @@ class SeqInterCriterion(DistillationCriterion):
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
-        smoothed, nll = self.gold_terms(model, net_output, model.get_targets(sample, net_output))
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        smoothed, nll = self.gold_terms(lprobs, model.get_targets(sample, net_output))
         gold_sum = smoothed.sum()
         if "selected_target" in sample and self.alpha > 0:
             selected_output = model(**sample["selected_net_input"])
-            selected_smoothed, selected_nll = self.gold_terms(model, selected_output, sample["selected_target"])
+            selected_lprobs = model.get_normalized_probs(selected_output, log_probs=True)
+            selected_smoothed, selected_nll = self.gold_terms(selected_lprobs, sample["selected_target"])
             selected_sum, selected_nll_sum = selected_smoothed.sum(), selected_nll.sum()
             loss = interpolate(gold_sum, selected_sum, self.alpha)
         else:

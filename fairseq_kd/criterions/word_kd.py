@@ -21,7 +21,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..errors import FairseqKDError
-from ..losses import check_alpha, check_temperature, gold_nll, interpolate, soft_target_loss
+from ..losses import check_alpha, check_temperature, gold_nll, interpolate, soft_target_loss, tempered_log_probs
 from ..teacher import Teacher
 from ..teacher_topk_cache import TeacherTopKCache, tempered_topk_probs
 
@@ -58,9 +58,12 @@ class DistillationCriterion(FairseqCriterion):
         self.eps = label_smoothing
         self.sentence_avg = sentence_avg
 
-    def gold_terms(self, model, net_output, target):
-        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+    def gold_terms(self, lprobs, target):
         return gold_nll(lprobs, target, self.eps, self.padding_idx)
+
+    def student_tempered(self, net_output, lprobs):
+        """The student's log-probs at T (its plain log-probs at T = 1: no second log-softmax)."""
+        return lprobs if self.temperature == 1.0 else tempered_log_probs(net_output[0], self.temperature)
 
     def logging_output(self, loss, nll, kd, sample, sample_size):
         return {
@@ -113,15 +116,16 @@ class WordKDCriterion(DistillationCriterion):
             teacher = Teacher.load(teacher_path, task)
         self.teacher = teacher
 
-    def soft_term(self, model, sample, net_output, target):
+    def soft_term(self, model, sample, net_output, target, lprobs):
         """Per-token soft loss T^2 KL (0 at padding) and extra logging entries; None without a teacher."""
         if self.topk_cache is not None and model.training:
             values, ids = self.topk_cache.lookup(sample["id"], target, self.padding_idx)
-            kd = soft_target_loss(tempered_topk_probs(values, self.temperature), net_output[0], self.temperature, ids)
+            kd = soft_target_loss(tempered_topk_probs(values, self.temperature),
+                                  self.student_tempered(net_output, lprobs), self.temperature, ids)
         elif self.teacher is not None:
             self.teacher.follow(model)
             teacher_probs = self.teacher.probs(sample["net_input"], self.temperature)
-            kd = soft_target_loss(teacher_probs, net_output[0], self.temperature)
+            kd = soft_target_loss(teacher_probs, self.student_tempered(net_output, lprobs), self.temperature)
         else:
             return None, {}
         return kd.masked_fill(target.eq(self.padding_idx), 0.0), {}
@@ -129,8 +133,9 @@ class WordKDCriterion(DistillationCriterion):
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         target = model.get_targets(sample, net_output)
-        smoothed, nll = self.gold_terms(model, net_output, target)
-        kd, extra = self.soft_term(model, sample, net_output, target)
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        smoothed, nll = self.gold_terms(lprobs, target)
+        kd, extra = self.soft_term(model, sample, net_output, target, lprobs)
         if kd is None:
             kd, alpha = torch.zeros_like(nll), 0.0
         else:

@@ -26,12 +26,16 @@ from .. import pruning
 logger = logging.getLogger(__name__)
 
 
+PRUNE_SCHEMES = ChoiceEnum(list(pruning.SCHEMES))
+PRUNE_SCHEDULES = ChoiceEnum(["one-shot", "gradual"])
+
+
 @dataclass
 class PruneConfig(TranslationConfig):
     prune_ratio: float = field(default=0.0, metadata={"help": "fraction of prunable weights set to zero, in [0, 1)"})
-    prune_scheme: ChoiceEnum(list(pruning.SCHEMES)) = field(default="class-blind", metadata={"help": "magnitude pruning scheme"})
+    prune_scheme: PRUNE_SCHEMES = field(default="class-blind", metadata={"help": "magnitude pruning scheme"})
     prune_biases: bool = field(default=False, metadata={"help": "also prune biases (default: weight matrices only)"})
-    prune_schedule: ChoiceEnum(["one-shot", "gradual"]) = field(default="one-shot", metadata={
+    prune_schedule: PRUNE_SCHEDULES = field(default="one-shot", metadata={
         "help": "prune once, or on Zhu & Gupta's cubic schedule over --prune-steps updates"})
     prune_start_update: int = field(default=0, metadata={"help": "update at which pruning starts"})
     prune_steps: int = field(default=1000, metadata={"help": "length of the gradual schedule, in updates"})
