@@ -111,13 +111,18 @@ class KDLSTMEncoder(FairseqEncoder):
                                           bidirectional=bidirectional))
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor, **unused):
-        # fairseq left-pads sources by default; packing needs right padding.
-        src_tokens = utils.convert_padding_direction(src_tokens, self.padding_idx, left_to_right=True)
         bsz, seqlen = src_tokens.size()
-        x = self.dropout(self.embed_tokens(src_tokens)).transpose(0, 1)  # T x B x C
+        # fairseq left-pads sources by default; packing needs right padding. The outputs are put back in
+        # the caller's layout so that attention (and --print-alignment) index the given src_tokens.
+        right = utils.convert_padding_direction(src_tokens, self.padding_idx, left_to_right=True)
+        x = self.dropout(self.embed_tokens(right)).transpose(0, 1)  # T x B x C
         packed = nn.utils.rnn.pack_padded_sequence(x, src_lengths.cpu(), enforce_sorted=False)
         packed_out, (h, c) = self.lstm(packed)
         x, _ = nn.utils.rnn.pad_packed_sequence(packed_out, total_length=seqlen)
+        if right is not src_tokens:  # was left-padded: shift each sentence back to the right
+            shift = (seqlen - src_lengths).to(x.device)
+            index = (torch.arange(seqlen, device=x.device).unsqueeze(0) - shift.unsqueeze(1)).remainder(seqlen)
+            x = x.gather(0, index.t().unsqueeze(-1).expand(-1, -1, x.size(-1)))
         x = self.dropout(x)
         if self.bidirectional:  # (layers*2) x B x H -> layers x B x 2H
             h = h.view(self.num_layers, 2, bsz, -1).transpose(1, 2).reshape(self.num_layers, bsz, -1)
