@@ -25,7 +25,7 @@ setup(
         'torch==2.13.0; python_version >= "3.11"',
         'torch>=1.13,<2.6; python_version < "3.11"',
         # official fairseq 0.12.2 does not build on Python 3.11: ve-fairseq is the same 0.12.3
-        # source as a cp311 wheel (see README, "Why ve-fairseq").
+        # source as a cp311 wheel (see README, "Set-up details").
         've-fairseq==0.12.3; python_version >= "3.11"',
         'scikit-learn==1.9.1; python_version >= "3.11"',
         'fairseq==0.12.2; python_version < "3.11"',

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Demo (about 10 minutes on 2 CPU cores): on a slice of multi30k En->De, train a small teacher, an NLL
+# Demo (12-15 minutes on 2 CPU cores): on a slice of multi30k En->De, train a small teacher, an NLL
 # student and a word_kd student, decode test2016 with fairseq-generate and print sacreBLEU for all three.
 # Every knob is an environment variable; rerunning skips finished stages.
 #   STUDENTS="nll word_kd block_kd"   also trains a block_kd student (same size and steps)
