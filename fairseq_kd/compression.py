@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checkpoint_compat import plain_cfg
 from .errors import FairseqKDError
 
 FORMAT_VERSION = 1
@@ -90,12 +91,7 @@ def decode_tensor(entry: Dict) -> torch.Tensor:
 
 
 def compress_state(state, sparse: bool, int8: bool) -> Dict:
-    from omegaconf import OmegaConf
-
-    cfg = state.get("cfg")
-    if OmegaConf.is_config(cfg):
-        cfg = OmegaConf.to_container(cfg, resolve=False)
-    return {"fairseq_kd_compressed": FORMAT_VERSION, "cfg": cfg, "int8": int8, "sparse": sparse,
+    return {"fairseq_kd_compressed": FORMAT_VERSION, "cfg": plain_cfg(state.get("cfg")), "int8": int8, "sparse": sparse,
             "tensors": {n: encode_tensor(t, sparse, int8) for n, t in state["model"].items()}}
 
 

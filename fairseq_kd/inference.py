@@ -44,7 +44,7 @@ def check_checkpoints(paths: Sequence[str]):
 
 
 def setup(cfg):
-    """Task with its dictionaries, and the subset named by --gen-subset loaded."""
+    """The task (with its dictionaries) of a generation config, after importing --user-dir."""
     utils.import_user_module(cfg.common)
     task = tasks.setup_task(cfg.task)
     return task
@@ -109,13 +109,17 @@ def build_generator(task, models, cfg, beam: int, nbest: int = 1):
     return task.build_generator(models, gen_cfg)
 
 
+def detokenize(pieces: str, cfg) -> str:
+    """Subword string -> text, with --post-process (e.g. sentencepiece) as fairseq-generate's D lines."""
+    post = cfg.common_eval.post_process
+    return data_utils.post_process(pieces, post) if post else pieces
+
+
 def hypothesis_text(task, cfg, hypo) -> (str, str):
     """(subword string, detokenized string) of one hypothesis, as fairseq-generate prints H and D lines."""
     tgt_dict = task.target_dictionary
     pieces = tgt_dict.string(hypo["tokens"].int().cpu(), extra_symbols_to_ignore={tgt_dict.bos(), tgt_dict.eos()})
-    post = cfg.common_eval.post_process
-    detok = data_utils.post_process(pieces, post) if post else pieces
-    return pieces, detok
+    return pieces, detokenize(pieces, cfg)
 
 
 def subset_ids(dataset, max_sentences: Optional[int]) -> List[int]:

@@ -15,6 +15,7 @@ from torch import Tensor
 from fairseq import checkpoint_utils
 from fairseq.data import Dictionary, data_utils
 
+from . import checkpoint_compat
 from .errors import FairseqKDError
 from .losses import ensemble_probs
 
@@ -29,17 +30,11 @@ def split_paths(paths: str) -> List[str]:
     return [p for p in (paths or "").split(":") if p]
 
 
-def read_checkpoint(path: str, what: str = "teacher checkpoint"):
-    if not os.path.isfile(path):
-        raise TeacherError(f"{what} not found: {path}")
+def read_checkpoint(path: str):
     try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as e:  # truncated file, not a torch file, unknown pickled global
-        raise TeacherError(f"{what} {path} could not be read ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    if not isinstance(state, dict) or "model" not in state:
-        raise TeacherError(f"{what} {path} is not a fairseq checkpoint (no 'model' entry)")
-    return state
+        return checkpoint_compat.read_checkpoint(path, what="teacher checkpoint")
+    except FairseqKDError as e:
+        raise TeacherError(str(e)) from e.__cause__
 
 
 def _embedding_rows(model_state, side: str):

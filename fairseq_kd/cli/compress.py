@@ -11,7 +11,7 @@ import os
 
 from .. import compression
 from ..errors import FairseqKDError
-from ..teacher import read_checkpoint
+from ..checkpoint_compat import read_checkpoint
 
 
 def dense_fp32_bytes(state):
@@ -30,7 +30,7 @@ def main(argv=None):
         raise FairseqKDError("choose --sparse, --int8 or both")
     if os.path.abspath(args.output) == os.path.abspath(args.checkpoint):
         raise FairseqKDError("--output must not overwrite the input checkpoint")
-    state = read_checkpoint(args.checkpoint, what="checkpoint")
+    state = read_checkpoint(args.checkpoint)
     payload = compression.compress_state(state, args.sparse, args.int8)
     compression.save_compressed(payload, args.output)
     dense = dense_fp32_bytes(state)

@@ -28,7 +28,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from fairseq.data import data_utils, indexed_dataset
+from fairseq.data import indexed_dataset
 
 from .. import inference
 from ..chunked_job import ChunkedJob
@@ -101,16 +101,14 @@ def merge(job, task, cfg, dataset, opts):
     job.check_complete()
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
     subset, out = cfg.dataset.gen_subset, opts.destdir
-    post = cfg.common_eval.post_process
     src_lines, best, nbest_lines, selected = [], [], [], []
     for sid, hyps in job.items():
         src_lines.append(task.source_dictionary.string(dataset.src[sid]))
         best.append(hyps[0][0])
         nbest_lines.extend(f"{sid}\t{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(hyps))
         if opts.select_closest:
-            gold = data_utils.post_process(task.target_dictionary.string(dataset.tgt[sid]), post) if post else \
-                task.target_dictionary.string(dataset.tgt[sid])
-            detok = [(data_utils.post_process(t, post) if post else t, s) for t, s in hyps]
+            gold = inference.detokenize(task.target_dictionary.string(dataset.tgt[sid]), cfg)
+            detok = [(inference.detokenize(t, cfg), s) for t, s in hyps]
             selected.append(hyps[select_closest(detok, gold)[0]][0])
     write_text(os.path.join(out, f"{subset}.{src}"), src_lines)
     write_text(os.path.join(out, f"{subset}.{tgt}"), best)

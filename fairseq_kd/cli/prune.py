@@ -14,7 +14,7 @@ import torch
 
 from .. import pruning
 from ..errors import FairseqKDError
-from ..teacher import read_checkpoint
+from ..checkpoint_compat import plain_cfg, read_checkpoint
 
 
 def prune_state(state, ratio, scheme, prune_biases=False):
@@ -38,13 +38,9 @@ def main(argv=None):
     pruning.check_scheme(args.prune_scheme)
     if os.path.abspath(args.output) == os.path.abspath(args.checkpoint):
         raise FairseqKDError("--output must not overwrite the input checkpoint")
-    state = read_checkpoint(args.checkpoint, what="checkpoint")
+    state = read_checkpoint(args.checkpoint)
     masks = prune_state(state, args.prune_ratio, args.prune_scheme, args.prune_biases)
-    # load_checkpoint_to_cpu turned cfg into an OmegaConf object: store it as a plain container again
-    from omegaconf import OmegaConf
-
-    if state.get("cfg") is not None and OmegaConf.is_config(state["cfg"]):
-        state["cfg"] = OmegaConf.to_container(state["cfg"])
+    state["cfg"] = plain_cfg(state.get("cfg"))  # fairseq's loader made it an OmegaConf object
     torch.save(state, args.output + ".tmp")
     os.replace(args.output + ".tmp", args.output)
     print(pruning.sparsity_table(masks))
