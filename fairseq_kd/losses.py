@@ -58,6 +58,30 @@ def gold_nll(student_log_probs: Tensor, target: Tensor, epsilon: float, padding_
     return smoothed.view_as(target), nll.view_as(target)
 
 
+def fused_sparse_word_kd(student_log_probs: Tensor, target: Tensor, teacher_ids: Tensor, teacher_probs: Tensor,
+                         alpha: float, epsilon: float, padding_idx: int):
+    """(1 - a) * NLL_eps(gold) + a * KL(p_T || p_S) per position at T = 1, with the teacher given as k entries
+    (ids, probabilities): the same value as `interpolate(gold_nll(...)[0], soft_target_loss(..., teacher_ids), a)`,
+    but both sparse terms read the student through one gather, so the backward scatters into the vocabulary
+    once instead of twice. Returns (loss, plain NLL, KL) per position, 0 at padding; only `loss` has a gradient.
+    """
+    n_vocab = student_log_probs.size(-1)
+    eps_i = epsilon / (n_vocab - 1)
+    ids = torch.cat([target.unsqueeze(-1), teacher_ids], dim=-1)
+    picked = student_log_probs.gather(-1, ids)
+    p = teacher_probs.float()
+    weights = torch.cat([torch.full_like(picked[..., :1], (1.0 - alpha) * (1.0 - epsilon - eps_i)), alpha * p], dim=-1)
+    teacher_neg_entropy = torch.xlogy(p, p).sum(dim=-1)
+    loss = -(weights * picked).sum(dim=-1) + alpha * teacher_neg_entropy
+    if epsilon > 0 and alpha < 1.0:
+        loss = loss - (1.0 - alpha) * eps_i * student_log_probs.sum(dim=-1)
+    pad = target.eq(padding_idx)
+    with torch.no_grad():
+        nll = -picked[..., 0]
+        kl = teacher_neg_entropy - (p * picked[..., 1:]).sum(dim=-1)
+    return loss.masked_fill(pad, 0.0), nll.masked_fill(pad, 0.0), kl.masked_fill(pad, 0.0)
+
+
 def interpolate(gold_term: Tensor, soft_term: Tensor, alpha: float) -> Tensor:
     """(1 - a) * gold + a * soft. a = 0 and a = 1 drop the other term exactly (no 0 * inf)."""
     if alpha == 0.0:

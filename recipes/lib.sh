@@ -23,6 +23,6 @@ run_stage() {
 }
 
 # lines of fairseq's logs worth showing while a stage runs
-PROGRESS_PATTERN='(\| (train|valid) \| epoch|BLEU|Translated|error|Error)'
+PROGRESS_PATTERN='(\| (train|valid) \| epoch|BLEU|words/s|sparsity|wrote|Translated|error|Error)'
 
 require_file() { [ -s "$1" ] || die "missing input: $1 ${2:-}"; }

@@ -6,7 +6,8 @@ import torch
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq_kd.criterions.word_kd import WordKDCriterion
-from fairseq_kd.losses import ensemble_probs, kl_divergence, soft_target_loss, tempered_log_probs
+from fairseq_kd.losses import (ensemble_probs, fused_sparse_word_kd, gold_nll, interpolate, kl_divergence,
+                               soft_target_loss, tempered_log_probs)
 from fairseq_kd.teacher import Teacher
 
 from helpers import batch, build_model, sharpen
@@ -123,3 +124,29 @@ def test_teacher_stays_frozen_and_outside_the_criterion(tiny_task):
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert not teacher.training
     assert list(crit.parameters()) == [] and crit.state_dict() == {}
+
+
+@pytest.mark.parametrize("alpha,eps", [(0.0, 0.1), (0.5, 0.0), (0.5, 0.1), (1.0, 0.1)])
+def test_fused_sparse_word_kd_equals_the_two_terms(alpha, eps):
+    """One gather for gold + top-k teacher entries gives the same loss and gradient as the separate terms."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(2, 11, (3, 5))
+    target[0, 3:] = 1  # padding
+    teacher = torch.softmax(torch.randn(3, 5, 11, dtype=torch.float64) * 2, dim=-1)
+    values, ids = teacher.topk(4, dim=-1)
+    probs = values / values.sum(-1, keepdim=True)  # the cache's renormalized top-k
+
+    lprobs = torch.log_softmax(logits, dim=-1)
+    smoothed, nll = gold_nll(lprobs, target, eps, padding_idx=1)
+    kd = soft_target_loss(probs, lprobs, 1.0, ids).masked_fill(target.eq(1), 0.0)
+    reference = interpolate(smoothed, kd, alpha)
+    (g_ref,) = torch.autograd.grad(reference.sum(), logits)
+
+    loss, nll2, kd2 = fused_sparse_word_kd(torch.log_softmax(logits, dim=-1), target, ids, probs, alpha, eps, 1)
+    (g,) = torch.autograd.grad(loss.sum(), logits)
+    torch.testing.assert_close(loss, reference)
+    torch.testing.assert_close(nll2, nll)
+    torch.testing.assert_close(kd2, kd)
+    torch.testing.assert_close(g, g_ref)
+    assert loss[0, 3:].abs().sum() == 0 and reference.abs().sum() > 0

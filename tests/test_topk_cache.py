@@ -30,16 +30,17 @@ def full_cache(tiny_data, tiny_teacher, tmp_path_factory):
     return dest
 
 
-def criteria(task, teacher_path, cache):
-    common = dict(kd_alpha=0.6, kd_temperature=2.0, label_smoothing=0.1, sentence_avg=False)
+def criteria(task, teacher_path, cache, temperature=2.0):
+    common = dict(kd_alpha=0.6, kd_temperature=temperature, label_smoothing=0.1, sentence_avg=False)
     online = WordKDCriterion(task, teacher_path=str(teacher_path), **common)
     offline = WordKDCriterion(task, teacher_path="", teacher_topk_path=str(cache), train_subset="train", **common)
     assert offline.teacher is None and offline.topk_cache is not None
     return online, offline
 
 
-def test_full_k_offline_equals_online_loss_and_gradients(tiny_task, tiny_teacher, full_cache):
-    online, offline = criteria(tiny_task, tiny_teacher, full_cache)
+@pytest.mark.parametrize("temperature", [2.0, 1.0])  # T = 1 takes the fused sparse path
+def test_full_k_offline_equals_online_loss_and_gradients(tiny_task, tiny_teacher, full_cache, temperature):
+    online, offline = criteria(tiny_task, tiny_teacher, full_cache, temperature)
     sample = batch(tiny_task, split="train", n=8)
     results = []
     for crit in (online, offline):

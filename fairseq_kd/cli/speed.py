@@ -126,14 +126,19 @@ def measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cud
     return row, [texts[sid][1] for sid in sorted(texts)]
 
 
-def model_facts(path, models):
+def load_measured(cfg, task, path):
+    """The model(s) at `path` ready to decode, and the facts of the row: file size and parameter counts
+    (for a compressed file, what it stores: its int8 modules hide their weights from parameters())."""
     facts = {"path": os.path.abspath(path), "file_size_bytes": os.path.getsize(path)}
-    if compression.is_compressed(path):  # int8 modules hide their weights from parameters(): count what is stored
-        total, nonzero = compression.stored_counts(compression.load_compressed(path))
-        return dict(facts, params_total=total, params_nonzero=nonzero, compressed=True)
+    if compression.is_compressed(path):
+        model, counts = compression.load_model(path, task)
+        models = inference.prepare_for_inference([model], cfg)
+        return models, dict(facts, params_total=counts["params_total"], params_nonzero=counts["params_nonzero"],
+                            compressed=True)
+    models, _ = inference.load_ensemble(cfg, task, [path])
     params = [p for m in models for p in m.parameters()]
-    return dict(facts, params_total=sum(p.numel() for p in params),
-                params_nonzero=sum(int(torch.count_nonzero(p)) for p in params), compressed=False)
+    return models, dict(facts, params_total=sum(p.numel() for p in params),
+                        params_nonzero=sum(int(torch.count_nonzero(p)) for p in params), compressed=False)
 
 
 def main(argv=None):
@@ -169,14 +174,13 @@ def main(argv=None):
                          for p in opts.path[len(opts.name):]]
     results = []
     for name, path in zip(names, opts.path):
-        models, _ = inference.load_ensemble(cfg, task, [path])
-        facts = model_facts(path, models)
+        models, facts = load_measured(cfg, task, path)
         for beam in opts.beam:
             for batch_size in opts.batch_size:
                 row, hyps = measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
                 row.update(model=name, **facts)
                 if refs is not None:
-                    bleu = corpus_bleu(hyps, refs, opts.detok)
+                    bleu = corpus_bleu(hyps, refs, opts.detok, cfg.task.target_lang or "de")
                     row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
                 row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 results.append(row)

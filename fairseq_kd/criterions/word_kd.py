@@ -21,7 +21,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..errors import FairseqKDError
-from ..losses import check_alpha, check_temperature, gold_nll, interpolate, soft_target_loss, tempered_log_probs
+from ..losses import (check_alpha, check_temperature, fused_sparse_word_kd, gold_nll, interpolate, soft_target_loss,
+                      tempered_log_probs)
 from ..teacher import Teacher
 from ..teacher_topk_cache import TeacherTopKCache, tempered_topk_probs
 
@@ -130,7 +131,21 @@ class WordKDCriterion(DistillationCriterion):
             return None, {}
         return kd.masked_fill(target.eq(self.padding_idx), 0.0), {}
 
+    def fused_offline(self, model, sample):
+        """The top-k cache at T = 1: gold and soft terms in one sparse pass (losses.fused_sparse_word_kd)."""
+        net_output = model(**sample["net_input"])
+        target = model.get_targets(sample, net_output)
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        values, ids = self.topk_cache.lookup(sample["id"], target, self.padding_idx)
+        per_token, nll, kd = fused_sparse_word_kd(lprobs, target, ids, tempered_topk_probs(values, 1.0),
+                                                  self.alpha, self.eps, self.padding_idx)
+        loss = per_token.sum()
+        sample_size = self.sample_size(sample)
+        return loss, sample_size, self.logging_output(loss, nll.sum(), kd.sum(), sample, sample_size)
+
     def forward(self, model, sample, reduce=True):
+        if self.topk_cache is not None and model.training and self.temperature == 1.0:
+            return self.fused_offline(model, sample)
         net_output = model(**sample["net_input"])
         target = model.get_targets(sample, net_output)
         lprobs = model.get_normalized_probs(net_output, log_probs=True)

@@ -1,0 +1,266 @@
+# The distillation pipeline shared by the recipes (sourced, not run). A recipe sets its defaults, defines
+# `prepare_raw` (writes untokenized, aligned $WORK/raw/{train,valid,test}.{$SRC,$TGT}), sources this file and
+# calls `run_pipeline`. Stages, in order (each skipped once stamped in $WORK/.done, see recipes/lib.sh):
+#
+#   prepare          prepare_raw; joint sentencepiece model trained on train only; fairseq-preprocess
+#   teacher          teacher, label-smoothed NLL
+#   student_nll      baseline student, same data, NLL
+#   topk             teacher top-k cache over train (fairseq-kd-dump-topk) for the offline word_kd students
+#   student_word_kd  Word-KD student (word_kd against the cache; WORD_KD_TEACHER=online runs the teacher instead)
+#   seqkd_data       teacher beam $BEAM over train: distilled corpus, $NBEST-best, Seq-Inter selection
+#   student_seqkd    Seq-KD student: NLL on the distilled corpus
+#   student_seqkd_seqinter  Seq-KD student fine-tuned with seq_inter (gold + closest K-best hypothesis)
+#   topk_seqkd       teacher top-k cache over the distilled corpus
+#   student_seqkd_word_kd   Seq-KD + Word-KD student (word_kd on the distilled corpus)
+#   student_block_kd block_kd student (online teacher)
+#   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
+#   compress         every model without optimizer state (models/, the dense fp32 files), and the
+#                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
+#   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU) and batch 1
+#   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
+#
+# STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
+# Every size, epoch count, learning rate and thread count is an environment variable (see the defaults below).
+# Training runs `$TRAIN_CMD` (default fairseq-train): on GPUs fairseq-train uses every visible device by itself;
+# for several nodes set TRAIN_CMD to fairseq's torchrun form and TRAIN_EXTRA to fairseq's distributed options.
+
+: "${THREADS:=2}"
+: "${VOCAB:=8000}" "${SPM_TYPE:=unigram}" "${SPM_COVERAGE:=1.0}"
+: "${TEACHER_ARCH:=kd_lstm_2x500}" "${STUDENT_ARCH:=kd_lstm_2x100}"
+: "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}"
+: "${TEACHER_LR:=0.002}" "${STUDENT_LR:=0.002}"
+: "${OPTIM_ARGS:=--optimizer adam --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --clip-norm 5}"
+: "${BATCH_ARGS:=--max-tokens 2000}" "${TRAIN_EXTRA:=}" "${TRAIN_CMD:=fairseq-train}"
+: "${LABEL_SMOOTHING:=0.1}"
+: "${KD_ALPHA:=0.5}" "${KD_TEMPERATURE:=1}" "${TOPK:=8}" "${WORD_KD_TEACHER:=topk}"
+: "${BLOCK_KD_ARGS:=--block-mode word --block-score teacher-gold --block-weighting confidence --block-threshold 0.1}"
+: "${BEAM:=5}" "${NBEST:=5}" "${GEN_MAX_TOKENS:=6000}" "${GEN_ARGS:=}"  # GEN_ARGS: fairseq generation options for every decoding
+: "${SEQ_INTER_ALPHA:=0.5}" "${SEQ_INTER_EPOCHS:=2}" "${SEQ_INTER_LR:=0.0005}"
+: "${STUDENTS:=nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd}"
+: "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}" "${PRUNE_LR:=0.001}"
+: "${PRUNE_COMPRESS_RATIO:=0.8}"
+: "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
+: "${RESULTS_DIR:=$WORK}" "${RESULTS_NAME:=results}"  # report writes RESULTS_DIR/RESULTS_NAME.{md,json,png}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+
+USER_DIR=$ROOT/fairseq_kd
+BIN=$WORK/bin
+SEQKD=$WORK/seqkd
+TEACHER=$WORK/teacher/checkpoint_best.pt
+
+# SUBWORD: spm        joint sentencepiece model ($VOCAB pieces) trained on train only (untokenized input)
+#          word       Moses tokenization (sacremoses), then the $VOCAB most frequent words per language, rest <unk>
+#                     (Kim & Rush's WMT setting); hypotheses are Moses-detokenized before sacreBLEU
+#          given-bpe  input already tokenized and BPE'd with `@@ ` (fairseq's prepare-iwslt14.sh output): used as is;
+#                     hypotheses and references are de-BPE'd and Moses-detokenized before sacreBLEU
+: "${SUBWORD:=spm}"
+case $SUBWORD in
+  spm) POST_PROCESS=(--post-process sentencepiece) DETOK=() ;;
+  word) POST_PROCESS=() DETOK=(--detok moses) ;;
+  given-bpe) POST_PROCESS=(--post-process subword_nmt) DETOK=(--detok moses) ;;
+  *) die "unknown SUBWORD '$SUBWORD' (spm, word or given-bpe)" ;;
+esac
+
+prepare() {
+  local raw=$WORK/raw s l
+  mkdir -p "$raw"
+  prepare_raw
+  for s in train valid test; do
+    for l in "$SRC" "$TGT"; do require_file "$raw/$s.$l" "(written by prepare_raw)"; done
+    [ "$(wc -l < "$raw/$s.$SRC")" -eq "$(wc -l < "$raw/$s.$TGT")" ] \
+      || die "$raw/$s.$SRC and $raw/$s.$TGT have different line counts: the corpus is misaligned"
+  done
+  for s in valid test; do  # the references sacreBLEU scores against
+    if [ "$SUBWORD" = given-bpe ]; then sed -r 's/(@@ )|(@@ ?$)//g' "$raw/$s.$TGT" > "$raw/$s.ref.$TGT"
+    else cp "$raw/$s.$TGT" "$raw/$s.ref.$TGT"; fi
+  done
+  local dict=(--joined-dictionary)
+  case $SUBWORD in
+    spm)
+      fairseq-kd-spm train --input "$raw/train.$SRC" "$raw/train.$TGT" --model-prefix "$WORK/spm" \
+        --vocab-size "$VOCAB" --model-type "$SPM_TYPE" --character-coverage "$SPM_COVERAGE" --threads "$THREADS"
+      fairseq-kd-spm encode --model "$WORK/spm.model" \
+        --inputs "$raw"/{train,valid,test}.{"$SRC","$TGT"} --outputs "$raw"/{train,valid,test}.sub.{"$SRC","$TGT"} ;;
+    word)
+      for s in train valid test; do for l in "$SRC" "$TGT"; do
+        sacremoses -q -l "$l" -j "$THREADS" tokenize < "$raw/$s.$l" > "$raw/$s.sub.$l"
+      done; done
+      dict=(--nwordssrc "$VOCAB" --nwordstgt "$VOCAB") ;;
+    given-bpe)
+      for s in train valid test; do for l in "$SRC" "$TGT"; do cp "$raw/$s.$l" "$raw/$s.sub.$l"; done; done ;;
+  esac
+  rm -rf "$BIN"
+  fairseq-preprocess -s "$SRC" -t "$TGT" --trainpref "$raw/train.sub" --validpref "$raw/valid.sub" \
+    --testpref "$raw/test.sub" --destdir "$BIN" "${dict[@]}" --workers "$THREADS"
+}
+
+# train NAME DATA ARCH EPOCHS LR ARGS...   (fairseq-train resumes from NAME/checkpoint_last.pt by itself)
+# then the greedy valid BLEU of the teacher and the students (pruned models are measured by the speed stage)
+train() {
+  local name=$1 data=$2 arch=$3 epochs=$4 lr=$5; shift 5
+  # shellcheck disable=SC2086
+  $TRAIN_CMD "$data" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --lr "$lr" $OPTIM_ARGS \
+    $BATCH_ARGS --max-epoch "$epochs" --no-epoch-checkpoints --no-progress-bar --log-interval 100 --seed 1 \
+    $TRAIN_EXTRA "$@"
+  case $name in pruned_*) ;; *) valid_bleu "$name" ;; esac
+}
+
+# greedy BLEU on valid, logged and kept for choosing the student to prune
+# shellcheck disable=SC2086
+valid_bleu() {
+  mkdir -p "$WORK/eval"
+  fairseq-kd-speed "$BIN" --user-dir "$USER_DIR" --path "$WORK/$1/checkpoint_best.pt" --name "$1" \
+    --gen-subset valid --beam 1 --batch-size 64 --repeats 1 --warmup 0 --threads "$THREADS" --ref "$WORK/raw/valid.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" \
+    --output "$WORK/eval/$1.valid.json" $GEN_ARGS
+}
+
+NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
+word_kd() {  # word_kd NAME DATA TOPK_DIR: a word_kd student against the cache (or the online teacher)
+  local teacher=(--teacher-topk-path "$3")
+  [ "$WORD_KD_TEACHER" = online ] && teacher=(--teacher-path "$TEACHER")
+  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion word_kd "${teacher[@]}" \
+    --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING"
+}
+
+teacher() { train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" "${NLL[@]}"; }
+student_nll() { train student_nll "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
+
+dump_topk() {  # dump_topk DATA DEST
+  fairseq-kd-dump-topk "$1" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --topk "$TOPK" \
+    --destdir "$2" --max-tokens "$GEN_MAX_TOKENS" --threads "$THREADS"
+}
+topk() { dump_topk "$BIN" "$WORK/topk"; }
+student_word_kd() { word_kd student_word_kd "$BIN" "$WORK/topk"; }
+
+# shellcheck disable=SC2086
+seqkd_data() {
+  fairseq-kd-distill "$BIN" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --beam "$BEAM" \
+    --nbest "$NBEST" --select-closest "${POST_PROCESS[@]}" --max-tokens "$GEN_MAX_TOKENS" \
+    --threads "$THREADS" --destdir "$SEQKD" $GEN_ARGS
+}
+student_seqkd() { train student_seqkd "$SEQKD/bin" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
+# Kim & Rush: Seq-Inter as fine-tuning of the Seq-KD student, on the gold data plus the selected hypotheses
+student_seqkd_seqinter() {
+  train student_seqkd_seqinter "$BIN" "$STUDENT_ARCH" "$SEQ_INTER_EPOCHS" "$SEQ_INTER_LR" \
+    --task translation_seq_inter --selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT" \
+    --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
+    --finetune-from-model "$WORK/student_seqkd/checkpoint_best.pt"
+}
+topk_seqkd() { dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
+student_seqkd_word_kd() { word_kd student_seqkd_word_kd "$SEQKD/bin" "$WORK/topk_seqkd"; }
+# shellcheck disable=SC2086
+student_block_kd() {
+  train student_block_kd "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion block_kd \
+    --teacher-path "$TEACHER" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" \
+    --label-smoothing "$LABEL_SMOOTHING" $BLOCK_KD_ARGS
+}
+
+# the targets its pruned copies are retrained on: the distilled ones for the Seq-KD family (as in the paper)
+student_data() { case $1 in student_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac; }
+
+best_student() {
+  if [ "$PRUNE_STUDENT" != auto ]; then echo "$PRUNE_STUDENT"; return; fi
+  python3 - "$WORK/eval" $STUDENTS <<'EOF'
+import json, os, sys
+scores = {}
+for s in sys.argv[2:]:
+    path = os.path.join(sys.argv[1], f"student_{s}.valid.json")
+    if os.path.exists(path):
+        scores[f"student_{s}"] = json.load(open(path))["results"][0]["bleu"]
+print(max(scores, key=scores.get))
+EOF
+}
+
+prune() {
+  local best r dir
+  best=$(best_student)
+  log "pruning $best (best greedy valid BLEU among the students)"
+  echo "$best" > "$WORK/pruned_student.txt"
+  for r in $PRUNE_RATIOS; do
+    dir=pruned_$r
+    fairseq-kd-prune "$WORK/$best/checkpoint_best.pt" --prune-ratio "$r" --prune-scheme class-blind \
+      --output "$WORK/oneshot_$r.pt"
+    train "$dir" "$(student_data "$best")" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${NLL[@]}" \
+      --task translation_prune --prune-ratio "$r" --prune-scheme class-blind --finetune-from-model "$WORK/oneshot_$r.pt"
+  done
+}
+
+trained_models() {  # every model the pipeline trained, in table order
+  local m
+  for m in teacher $(for s in $STUDENTS; do echo "student_$s"; done) $(for r in $PRUNE_RATIOS; do echo "pruned_$r"; done); do
+    [ -s "$WORK/$m/checkpoint_best.pt" ] && echo "$m"
+  done
+  return 0
+}
+
+# models/NAME.pt: each model without its optimizer state (the dense fp32 file one deploys and compares),
+# and the PRUNE_COMPRESS_RATIO model as sparse and as sparse+int8
+compress() {
+  local m c=$PRUNE_COMPRESS_RATIO
+  require_file "$WORK/pruned_$c/checkpoint_best.pt" "(PRUNE_COMPRESS_RATIO must be one of PRUNE_RATIOS)"
+  local ckpts=()
+  for m in $(trained_models); do ckpts+=("$WORK/$m/checkpoint_best.pt"); done
+  fairseq-kd-compress "${ckpts[@]}" --strip --output "$WORK/models"
+  fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --output "$WORK/models/pruned_${c}_sparse.pt"
+  fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --int8 --output "$WORK/models/pruned_${c}_sparse_int8.pt"
+}
+
+speed() {
+  local models=() m c=$PRUNE_COMPRESS_RATIO
+  for m in $(trained_models) "pruned_${c}_sparse" "pruned_${c}_sparse_int8"; do
+    require_file "$WORK/models/$m.pt" "(written by the compress stage)"
+    models+=(--path "$WORK/models/$m.pt" --name "$m")
+  done
+  local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
+                --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}")
+  # shellcheck disable=SC2206
+  common+=($GEN_ARGS)
+  fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats 1 --warmup 1 --output "$WORK/speed_batched.json"
+  fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats 1 --warmup 5 \
+    --output "$WORK/speed_batch1.json"
+}
+
+report() {
+  mkdir -p "$RESULTS_DIR"
+  fairseq-kd-table "$WORK/speed_batched.json" --reference teacher --output-md "$WORK/table_batched.md" \
+    --output-png "$RESULTS_DIR/$RESULTS_NAME.png"
+  fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
+  python3 "$ROOT/recipes/report.py" --work "$WORK" --title "$RECIPE_TITLE" --command "$RECIPE_COMMAND" \
+    --pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS \
+    --compress-ratio "$PRUNE_COMPRESS_RATIO" --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json"
+}
+
+pipeline_stages() {
+  echo prepare teacher
+  for s in $STUDENTS; do
+    case $s in
+      nll|block_kd) echo "student_$s" ;;
+      word_kd) [ "$WORD_KD_TEACHER" = online ] || echo topk; echo student_word_kd ;;
+      seqkd) echo seqkd_data student_seqkd ;;
+      seqkd_seqinter) echo seqkd_data student_seqkd student_seqkd_seqinter ;;
+      seqkd_word_kd) echo seqkd_data; [ "$WORD_KD_TEACHER" = online ] || echo topk_seqkd; echo student_seqkd_word_kd ;;
+      *) die "unknown student '$s' in STUDENTS (known: nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd)" ;;
+    esac
+  done
+  echo prune compress speed report
+}
+
+run_pipeline() {
+  local stages=() s seen=" " started=0
+  for s in $(pipeline_stages); do
+    case $seen in *" $s "*) continue ;; esac
+    seen="$seen$s "; stages+=("$s")
+  done
+  if [ -n "${STAGE:-}" ]; then
+    case $seen in *" $STAGE "*) ;; *) die "unknown STAGE '$STAGE' (stages: ${stages[*]})" ;; esac
+  fi
+  [ -z "${STOP_AFTER:-}" ] || case $seen in *" $STOP_AFTER "*) ;; *) die "unknown STOP_AFTER '$STOP_AFTER' (stages: ${stages[*]})" ;; esac
+  mkdir -p "$WORK"
+  for s in "${stages[@]}"; do
+    if [ -n "${STAGE:-}" ] && [ "$s" = "$STAGE" ]; then started=1; fi
+    if [ -n "${STAGE:-}" ] && [ "$started" = 1 ]; then rm -f "$WORK/.done/$s"; fi
+    if [ -z "${STAGE:-}" ] || [ "$started" = 1 ]; then run_stage "$s" "$s"; fi
+    if [ "${STOP_AFTER:-}" = "$s" ]; then log "stopping after stage $s (STOP_AFTER)"; return 0; fi
+  done
+  log "all stages done; results: $RESULTS_DIR/$RESULTS_NAME.md"
+}

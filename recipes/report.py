@@ -1,0 +1,133 @@
+"""Results of a recipe run: $WORK/<name>.md (+ .json; the Pareto plot <name>.png sits next to it) from the speed JSONs, the tables and the stage
+times, with the project's targets marked met / not met by the measured numbers.
+
+    python recipes/report.py --work WORK --title T --command C --pruned-student NAME --prune-ratios 0.5 0.8 0.9 \\
+        --compress-ratio 0.8 --output-md results.md --output-json results.json
+
+Targets (Kim & Rush 2016 claims, measured on this run's test set):
+  1. Seq-KD student greedy BLEU >= baseline (NLL) student greedy BLEU + 1.5
+  2. best student greedy BLEU within 0.5 of the teacher's beam BLEU
+  3. student greedy words/s >= 20x teacher beam words/s (batched and batch 1 reported separately; the student is
+     the Seq-KD one, as in the paper's table)
+  4. the 80%-pruned student within 0.3 BLEU of the unpruned one it was pruned from (greedy and beam)
+"""
+import argparse
+import json
+import os
+import platform
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def rows_by(report):
+    return {(r["model"], r["beam"], r["batch_size"]): r for r in report["results"]}
+
+
+def stage_times(path):
+    times = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                name, seconds = line.split()
+                times[name] = times.get(name, 0) + int(seconds)  # a stage redone after an interruption adds up
+    return times
+
+
+def target(name, ok, measured, goal):
+    if ok is None:
+        return {"target": name, "status": "not measured", "measured": measured, "goal": goal}
+    return {"target": name, "status": "met" if ok else "not met", "measured": measured, "goal": goal}
+
+
+def targets(batched, batch1, pruned_student, compress_ratio):
+    b, b1 = rows_by(batched), rows_by(batch1)
+    beam = max(r["beam"] for r in batched["results"])
+    bs = max(r["batch_size"] for r in batched["results"])
+
+    def bleu(model, k):
+        r = b.get((model, k, bs))
+        return r["bleu"] if r and "bleu" in r else None
+
+    def wps(rows, model, k, size):
+        r = rows.get((model, k, size))
+        return r["words_per_s"]["median"] if r else None
+
+    out = []
+    nll, seqkd = bleu("student_nll", 1), bleu("student_seqkd", 1)
+    out.append(target("Seq-KD student greedy >= baseline student greedy + 1.5 BLEU",
+                      None if None in (nll, seqkd) else seqkd >= nll + 1.5,
+                      None if None in (nll, seqkd) else f"{seqkd:.2f} vs {nll:.2f} ({seqkd - nll:+.2f})", "+1.5"))
+    students = sorted({m for (m, _, _) in b if m.startswith("student_")})
+    teacher_beam = bleu("teacher", beam)
+    if students and teacher_beam is not None:
+        best = max(students, key=lambda m: bleu(m, 1) or -1)
+        gap = bleu(best, 1) - teacher_beam
+        out.append(target(f"best student greedy within 0.5 BLEU of teacher beam {beam}", gap >= -0.5,
+                          f"{best} {bleu(best, 1):.2f} vs teacher {teacher_beam:.2f} ({gap:+.2f})", ">= -0.5"))
+    for label, rows, size in (("batched", b, bs), ("batch 1", b1, 1)):
+        s, t = wps(rows, "student_seqkd", 1, size), wps(rows, "teacher", beam, size)
+        out.append(target(f"Seq-KD student greedy >= 20x teacher beam {beam} words/s ({label})",
+                          None if None in (s, t) else s >= 20 * t,
+                          None if None in (s, t) else f"{s:.0f} vs {t:.0f} words/s ({s / t:.1f}x)", ">= 20x"))
+    pruned = f"pruned_{compress_ratio}"
+    for k in (1, beam):
+        u, p = bleu(pruned_student, k), bleu(pruned, k)
+        out.append(target(f"{float(compress_ratio):.0%} pruned within 0.3 BLEU of unpruned ({'greedy' if k == 1 else f'beam {k}'})",
+                          None if None in (u, p) else p >= u - 0.3,
+                          None if None in (u, p) else f"{p:.2f} vs {u:.2f} ({p - u:+.2f})", ">= -0.3"))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--pruned-student", required=True)
+    p.add_argument("--prune-ratios", nargs="*", default=[])
+    p.add_argument("--compress-ratio", required=True)
+    p.add_argument("--output-md", required=True)
+    p.add_argument("--output-json", required=True)
+    a = p.parse_args()
+    batched = load(os.path.join(a.work, "speed_batched.json"))
+    batch1 = load(os.path.join(a.work, "speed_batch1.json"))
+    env = batched["environment"]
+    signature = next((r["bleu_signature"] for r in batched["results"] if "bleu_signature" in r), "n/a")
+    times = stage_times(os.path.join(a.work, "stage_times.txt"))
+    checks = targets(batched, batch1, a.pruned_student, a.compress_ratio)
+    with open(os.path.join(a.work, "table_batched.md")) as f:
+        table_batched = f.read()
+    with open(os.path.join(a.work, "table_batch1.md")) as f:
+        table_batch1 = f.read()
+
+    md = [f"# {a.title}", "", "Reproduce:", "", "```", a.command, "```", "",
+          f"Machine: {env['cpu']}, {env['threads']} threads, {env['device']}; python {platform.python_version()}, "
+          f"torch {env['torch']}, fairseq {env['fairseq']}, fairseq_kd {env['fairseq_kd']}; measured {env['timestamp']}.",
+          "", f"sacreBLEU signature: `{signature}`",
+          "", f"BLEU on all {batched['data']['sentences']} test sentences (detokenized, cased). "
+              f"Pruned models: {a.pruned_student} (best greedy valid BLEU among the students) pruned class-blind to "
+              f"{', '.join(a.prune_ratios)} and retrained; sparse / sparse_int8 are the {a.compress_ratio} model "
+              "compressed by fairseq-kd-compress.", "",
+          "## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
+    md += [f"| {c['target']} | {c['goal']} | {c['measured'] or '–'} | **{c['status']}** |" for c in checks]
+    md += ["", "## BLEU and speed, batch size 64 (all of test)", "", table_batched,
+           f"## Speed at batch size 1 (first {batch1['data']['sentences']} test sentences)", "", table_batch1,
+           f"![BLEU vs speed]({os.path.splitext(os.path.basename(a.output_md))[0]}.png)", "", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in times.items()]
+    md += [f"| **total** | **{sum(times.values())}** ({sum(times.values()) / 60:.0f} min) |", ""]
+    with open(a.output_md, "w") as f:
+        f.write("\n".join(md))
+    with open(a.output_json, "w") as f:
+        json.dump({"title": a.title, "command": a.command, "environment": env, "bleu_signature": signature,
+                   "targets": checks, "stage_seconds": times, "pruned_student": a.pruned_student,
+                   "batched": batched, "batch1": batch1}, f, indent=2)
+    print(f"wrote {a.output_md} and {a.output_json}")
+    for c in checks:
+        print(f"  [{c['status']}] {c['target']}: {c['measured']}")
+
+
+if __name__ == "__main__":
+    main()
