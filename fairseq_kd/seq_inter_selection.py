@@ -7,7 +7,10 @@ to the better beam rank.
 """
 from typing import List, Sequence, Tuple
 
-import sacrebleu
+from sacrebleu.metrics import BLEU
+
+# what sacrebleu.sentence_bleu computes (exp smoothing, effective order), built once instead of per call
+_SENTENCE_BLEU = BLEU(effective_order=True)
 
 
 def select_closest(hypotheses: Sequence[Tuple[str, float]], gold: str) -> Tuple[int, float]:
@@ -16,7 +19,7 @@ def select_closest(hypotheses: Sequence[Tuple[str, float]], gold: str) -> Tuple[
         raise ValueError("no hypotheses to select from")
     scored: List[Tuple[float, float, int]] = []
     for rank, (text, score) in enumerate(hypotheses):
-        bleu = sacrebleu.sentence_bleu(text, [gold]).score
+        bleu = _SENTENCE_BLEU.sentence_score(text, [gold]).score
         scored.append((bleu, score, -rank))
     best = max(scored)
     return -best[2], best[0]

@@ -41,6 +41,7 @@
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
 : "${RESULTS_DIR:=$WORK}" "${RESULTS_NAME:=results}"  # report writes RESULTS_DIR/RESULTS_NAME.{md,json,png}
+: "${RESULTS_NOTES:=}"           # a markdown file added to the results as their Notes section
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 USER_DIR=$ROOT/fairseq_kd
@@ -227,7 +228,8 @@ report() {
   fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
   python3 "$ROOT/recipes/report.py" --work "$WORK" --title "$RECIPE_TITLE" --command "$RECIPE_COMMAND" \
     --pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS \
-    --compress-ratio "$PRUNE_COMPRESS_RATIO" --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json"
+    --compress-ratio "$PRUNE_COMPRESS_RATIO" --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json" \
+    ${RESULTS_NOTES:+--notes "$RESULTS_NOTES"}
 }
 
 pipeline_stages() {

@@ -91,6 +91,7 @@ def main():
     p.add_argument("--compress-ratio", required=True)
     p.add_argument("--output-md", required=True)
     p.add_argument("--output-json", required=True)
+    p.add_argument("--notes", default=None, help="markdown file appended as the results' Notes section")
     a = p.parse_args()
     batched = load(os.path.join(a.work, "speed_batched.json"))
     batch1 = load(os.path.join(a.work, "speed_batch1.json"))
@@ -118,6 +119,9 @@ def main():
            f"![BLEU vs speed]({os.path.splitext(os.path.basename(a.output_md))[0]}.png)", "", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in times.items()]
     md += [f"| **total** | **{sum(times.values())}** ({sum(times.values()) / 60:.0f} min) |", ""]
+    if a.notes:
+        with open(a.notes) as f:
+            md += ["## Notes", "", f.read().strip(), ""]
     with open(a.output_md, "w") as f:
         f.write("\n".join(md))
     with open(a.output_json, "w") as f:

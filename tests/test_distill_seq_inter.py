@@ -116,6 +116,14 @@ def test_selection_picks_highest_sentence_bleu():
     assert select_closest(kbest, gold)[0] == 1
 
 
+def test_selection_score_is_sacrebleu_sentence_bleu():
+    import sacrebleu
+
+    gold = "ein Mann in einem blauen Hemd steht auf einer Leiter."
+    for hyp in ("ein Mann im blauen Hemd steht auf der Leiter.", "Leiter", ""):
+        assert select_closest([(hyp, 0.0)], gold)[1] == sacrebleu.sentence_bleu(hyp, [gold]).score
+
+
 def test_selection_tie_goes_to_teacher_score_then_rank():
     gold = "a dog runs"
     assert select_closest([("a cat", -0.9), ("a cat", -0.3), ("a cat", -0.3)], gold)[0] == 1
