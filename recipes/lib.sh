@@ -15,8 +15,14 @@ run_stage() {
   mkdir -p "$WORK/logs"
   log "stage $name: start (log: $WORK/logs/$name.log)"
   start=$(date +%s)
-  "$fn" 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2 || true
-  [ "${PIPESTATUS[0]}" -eq 0 ] || die "stage $name failed, see $WORK/logs/$name.log"
+  # errexit must hold inside the stage (a subshell with set -e, not a tested context, where bash would ignore
+  # it), and the stage's own status must be read from PIPESTATUS before any other command runs
+  local status
+  set +e
+  ( set -e; "$fn" ) 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2
+  status=${PIPESTATUS[0]}
+  set -e
+  [ "$status" -eq 0 ] || die "stage $name failed (exit $status), see $WORK/logs/$name.log"
   mark_done "$name"
   echo "$name $(( $(date +%s) - start ))" >> "$WORK/stage_times.txt"
   log "stage $name: done in $(( $(date +%s) - start ))s"

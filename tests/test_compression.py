@@ -95,6 +95,28 @@ def test_incompatible_version_and_garbage_refused(pruned, tmp_path):
 
 def test_compress_cli_bad_inputs(tiny_teacher, tmp_path):
     proc = run([tool("fairseq-kd-compress"), tiny_teacher, "--output", tmp_path / "x.pt"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: choose --sparse, --int8 or both"
+    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: choose --sparse, --int8 or both, or --strip alone"
+    proc = run([tool("fairseq-kd-compress"), tiny_teacher, tiny_teacher, "--sparse", "--output", tmp_path / "x.pt"],
+               check=False)
+    assert proc.stderr.strip().splitlines()[-1].endswith("--sparse/--int8 take one checkpoint (several only with --strip)")
     proc = run([tool("fairseq-kd-compress"), tmp_path / "none.pt", "--sparse", "--output", tmp_path / "x.pt"], check=False)
     assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
+
+
+def test_strip_keeps_a_loadable_checkpoint_without_optimizer_state(tiny_data, tiny_teacher, tmp_path):
+    import shutil
+
+    other = tmp_path / "student" / "checkpoint_best.pt"
+    other.parent.mkdir()
+    shutil.copy(tiny_teacher, other)
+    run([tool("fairseq-kd-compress"), tiny_teacher, other, "--strip", "--output", tmp_path / "models"])
+    stripped = tmp_path / "models" / "student.pt"
+    assert (tmp_path / "models" / f"{tiny_teacher.parent.name}.pt").exists()
+    assert stripped.stat().st_size < 0.6 * tiny_teacher.stat().st_size  # Adam's two moments are gone
+    state = torch.load(stripped, map_location="cpu", weights_only=False)
+    assert "last_optimizer_state" not in state
+    original = torch.load(tiny_teacher, map_location="cpu", weights_only=False)["model"]
+    assert all(torch.equal(original[k], v) for k, v in state["model"].items()) and state["model"].keys() == original.keys()
+    proc = run([tool("fairseq-generate"), tiny_data, "--user-dir", USER_DIR, "--path", stripped, "--gen-subset", "valid",
+                "--beam", "2", "--cpu", "--max-tokens", "500"])
+    assert "Translated 24 sentences" in proc.stderr

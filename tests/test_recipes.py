@@ -118,6 +118,8 @@ def test_wmt14_misaligned_corpus(tmp_path):
                   TEST_SET="test")
     assert proc.returncode != 0
     assert f"{raw}/c.en and {raw}/c.de have different line counts: misaligned corpus" in proc.stderr
+    assert "error: stage prepare failed" in proc.stderr  # a failing stage stops the recipe
+    assert not (tmp_path / "w" / ".done").exists() and not (tmp_path / "w" / "teacher").exists()
 
 
 def test_iwslt_th_en_needs_raw_dir(tmp_path):
