@@ -40,6 +40,9 @@
 : "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}" "${PRUNE_LR:=0.001}"
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
+# the speed stage caps hypotheses at 1.2 x source + 10 tokens: an undertrained model looping to fairseq's
+# 200-token limit at batch size 1 would otherwise take most of the stage
+: "${SPEED_GEN_ARGS:=--max-len-a 1.2 --max-len-b 10}"
 : "${RESULTS_DIR:=$WORK}" "${RESULTS_NAME:=results}"  # report writes RESULTS_DIR/RESULTS_NAME.{md,json,png}
 : "${RESULTS_NOTES:=}"           # a markdown file added to the results as their Notes section
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
@@ -215,7 +218,7 @@ speed() {
   local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
                 --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}")
   # shellcheck disable=SC2206
-  common+=($GEN_ARGS)
+  common+=($GEN_ARGS $SPEED_GEN_ARGS)
   fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats 1 --warmup 1 --output "$WORK/speed_batched.json"
   fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats 1 --warmup 5 \
     --output "$WORK/speed_batch1.json"

@@ -4,7 +4,7 @@
     fairseq-kd-compress CKPT --output MODEL.pt --strip
     fairseq-kd-compress A/checkpoint_best.pt B/checkpoint_best.pt --strip --output DIR   (DIR/A.pt, DIR/B.pt)
 
---strip writes a plain fairseq checkpoint without optimizer state (the dense fp32 file to deploy and compare
+--strip writes a plain fairseq checkpoint without optimizer state and task state (the dense fp32 file to deploy and compare
 against; fairseq-generate loads it as any checkpoint). With several inputs, --output is a directory and each
 file is named after its checkpoint's directory.
 
@@ -28,7 +28,8 @@ def strip(state, output):
     """The checkpoint without what only training needs; written atomically."""
     import torch
 
-    kept = {k: v for k, v in state.items() if k != "last_optimizer_state"}  # fairseq's loader needs the rest
+    # fairseq's loader needs the rest; task_state holds training-only state such as translation_prune's masks
+    kept = {k: v for k, v in state.items() if k not in ("last_optimizer_state", "task_state")}
     kept["cfg"] = plain_cfg(state.get("cfg"))
     torch.save(kept, output + ".tmp")
     os.replace(output + ".tmp", output)
