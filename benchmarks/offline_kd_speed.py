@@ -1,7 +1,7 @@
 """Training speed of plain NLL, online word_kd and offline word_kd (top-k cache) on the same data, model
 and machine, in one run; and the size of the top-k cache for the whole multi30k training set.
 
-    python benchmarks/offline_kd_speed.py --work demo_work --updates 150 --output docs/results/offline_kd_speed.json
+    python benchmarks/offline_kd_speed.py --work demo_work --updates 300 --repeats 2 --output docs/results/offline_kd_speed.json
 
 Needs a finished demo (`make demo`): its data (WORK/bin, WORK/spm.model) and teacher. Writes JSON and prints it.
 """
@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -25,15 +26,28 @@ def sh(*cmd, **kw):
 
 
 def train_wps(data, arch, updates, extra):
-    """Median of fairseq's per-interval words/s, skipping the first interval (warm-up)."""
+    """fairseq's per-interval words/s of one run, without the first interval (warm-up), and the wall time."""
     start = time.time()
     proc = sh(os.path.join(BIN, "fairseq-train"), data, "--user-dir", USER_DIR, "--arch", arch, "--cpu",
               "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "1000", "--max-update", updates, "--no-save",
               "--disable-validation", "--log-format", "simple", "--log-interval", "25", "--seed", "1", *extra)
     wps = [float(x) for x in re.findall(r"wps=([0-9.]+)", proc.stdout + proc.stderr)][1:]
-    wps.sort()
-    return {"words_per_s": wps[len(wps) // 2], "intervals": len(wps), "updates": updates,
-            "wall_s": round(time.time() - start, 1)}
+    return wps, time.time() - start
+
+
+def measure(configs, data, arch, updates, repeats):
+    """Each configuration `repeats` times, in rotation (so a slow spell of the machine hits all of them);
+    per configuration the median of all its logging intervals and the wall time of each run."""
+    wps = {name: [] for name in configs}
+    walls = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, extra in configs.items():
+            w, wall = train_wps(data, arch, updates, extra)
+            wps[name] += w
+            walls[name].append(round(wall, 1))
+    return {name: {"words_per_s": statistics.median(wps[name]), "min": min(wps[name]), "max": max(wps[name]),
+                   "intervals": len(wps[name]), "updates": updates, "runs": repeats, "wall_s": walls[name]}
+            for name in configs}
 
 
 def cache_size(cache):
@@ -49,6 +63,7 @@ def main():
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"))
     p.add_argument("--arch", default="kd_lstm_1x128")
     p.add_argument("--updates", type=int, default=150)
+    p.add_argument("--repeats", type=int, default=1, help="runs of each configuration, in rotation")
     p.add_argument("--topk", type=int, default=8)
     p.add_argument("--output", required=True)
     args = p.parse_args()
@@ -59,13 +74,11 @@ def main():
         sh(os.path.join(BIN, "fairseq-kd-dump-topk"), bin_dir, "--user-dir", USER_DIR, "--path", teacher, "--cpu",
            "--gen-subset", "train", "--topk", args.topk, "--destdir", cache, "--max-tokens", "4000")
     kd = ["--kd-alpha", "0.5", "--label-smoothing", "0.1"]
-    result = {
-        "machine": {"cpu_threads": os.cpu_count()},
-        "plain_nll": train_wps(bin_dir, args.arch, args.updates, ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]),
-        "online_word_kd": train_wps(bin_dir, args.arch, args.updates, ["--criterion", "word_kd", "--teacher-path", teacher, *kd]),
-        "offline_word_kd": train_wps(bin_dir, args.arch, args.updates, ["--criterion", "word_kd", "--teacher-topk-path", cache, *kd]),
-        "cache_demo_train": cache_size(cache),
-    }
+    configs = {"plain_nll": ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"],
+               "online_word_kd": ["--criterion", "word_kd", "--teacher-path", teacher, *kd],
+               "offline_word_kd": ["--criterion", "word_kd", "--teacher-topk-path", cache, *kd]}
+    result = {"machine": {"cpu_threads": os.cpu_count()}, "arch": args.arch,
+              **measure(configs, bin_dir, args.arch, args.updates, args.repeats), "cache_demo_train": cache_size(cache)}
     plain = result["plain_nll"]["words_per_s"]
     result["offline_over_plain"] = round(result["offline_word_kd"]["words_per_s"] / plain, 3)
     result["online_over_plain"] = round(result["online_word_kd"]["words_per_s"] / plain, 3)

@@ -19,8 +19,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
 else
   : "${WORK:=$ROOT/work/multi30k_en_de}" "${N_TRAIN:=0}" "${N_EVAL:=0}" "${VOCAB:=6000}"
-  : "${TEACHER_ARCH:=kd_lstm_2x256}" "${STUDENT_ARCH:=kd_lstm_1x128}" "${TEACHER_EPOCHS:=6}" "${STUDENT_EPOCHS:=3}"
-  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=100}"
+  : "${TEACHER_ARCH:=kd_lstm_2x256}" "${STUDENT_ARCH:=kd_lstm_1x128}" "${TEACHER_EPOCHS:=6}" "${STUDENT_EPOCHS:=7}"
+  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=2}" "${LATENCY_SENTENCES:=100}"
 fi
 RECIPE_TITLE="multi30k En-De: sequence-level knowledge distillation on CPU"
 : "${RECIPE_COMMAND:=$( [ "${SMOKE:-0}" = 1 ] && printf 'SMOKE=1 ' )bash recipes/multi30k_en_de/run.sh}"  # shown in the results
