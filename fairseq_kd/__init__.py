@@ -1,7 +1,8 @@
 """fairseq_kd: a fairseq plugin for knowledge distillation, pruning and compression of NMT models.
 
 `fairseq-train --user-dir fairseq_kd ...` imports this package, which registers the models,
-criterions and tasks below and lets torch >= 2.6 load fairseq checkpoints (see checkpoint_compat).
+criterions and tasks below, lets torch >= 2.6 load fairseq checkpoints (see checkpoint_compat) and lets
+fairseq's loader read the files of fairseq-kd-compress (see compression).
 """
 from .checkpoint_compat import allow_fairseq_checkpoint_globals
 from .errors import FairseqKDError, install_excepthook  # noqa: F401
@@ -10,5 +11,8 @@ allow_fairseq_checkpoint_globals()
 install_excepthook()
 
 from . import criterions, models, tasks  # noqa: E402,F401  (registration side effects)
+from .compression import install_fairseq_loader  # noqa: E402
+
+install_fairseq_loader()
 
 __version__ = "0.1.0"

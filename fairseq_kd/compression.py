@@ -10,6 +10,8 @@ with one entry per model tensor:
 int8 is symmetric per output row: q = round(w / s_r), s_r = max_j |w_rj| / 127, so zeros stay zeros.
 Loading rebuilds the fp32 model (exactly the stored values for sparse-only); with int8 it then swaps
 nn.Linear / nn.LSTM for torch's dynamically quantized int8 modules, so CPU decoding runs int8 kernels.
+Importing fairseq_kd (`--user-dir fairseq_kd`) makes fairseq's own loader read these files, so
+`fairseq-generate --path SMALL.pt` decodes them directly (see install_fairseq_loader).
 """
 import io
 import lzma
@@ -139,19 +141,68 @@ def quantize_for_cpu(model: nn.Module) -> nn.Module:
                             dtype=torch.qint8)
 
 
-def load_model(path: str, task):
-    """(model ready for CPU inference, facts) from a compressed checkpoint."""
-    from omegaconf import OmegaConf
-
-    payload = load_compressed(path)
-    cfg = OmegaConf.create(payload["cfg"], flags={"allow_objects": True})  # model cfg may be a Namespace
+def model_from_payload(payload: Dict, cfg, task, path: str):
+    """The model a compressed payload describes, built by `task`, eval mode, int8 modules if it is int8."""
     model = task.build_model(cfg.model)
     try:
         model.load_state_dict(dense_state_dict(payload), strict=True)
     except RuntimeError as e:
         raise FairseqKDError(f"{path} does not fit this task's model or dictionaries ({str(e).splitlines()[0]})") from e
     model.eval()
-    if payload["int8"]:
-        model = quantize_for_cpu(model)
+    return quantize_for_cpu(model) if payload["int8"] else model
+
+
+def payload_cfg(payload: Dict, arg_overrides=None):
+    from fairseq.dataclass.utils import overwrite_args_by_name
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(payload["cfg"], flags={"allow_objects": True})  # model cfg may be a Namespace
+    if arg_overrides:
+        overwrite_args_by_name(cfg, arg_overrides)
+    return cfg
+
+
+def load_model(path: str, task):
+    """(model ready for CPU inference, facts) from a compressed checkpoint."""
+    payload = load_compressed(path)
+    model = model_from_payload(payload, payload_cfg(payload), task, path)
     total, nonzero = stored_counts(payload)
     return model, {"params_total": total, "params_nonzero": nonzero, "int8": payload["int8"], "sparse": payload["sparse"]}
+
+
+def load_for_fairseq(path: str, task=None, arg_overrides=None):
+    """(model, cfg, task) for one compressed file, as fairseq's load_model_ensemble_and_task gives them."""
+    from fairseq import tasks
+
+    payload = load_compressed(path)
+    cfg = payload_cfg(payload, arg_overrides)
+    if task is None:
+        task = tasks.setup_task(cfg.task, from_checkpoint=True)
+    return model_from_payload(payload, cfg, task, path), cfg, task
+
+
+def install_fairseq_loader():
+    """Let fairseq's own checkpoint loading (fairseq-generate, fairseq-interactive, hub models) read compressed
+    files: `checkpoint_utils.load_model_ensemble_and_task` loads them here and every other file as before."""
+    from fairseq import checkpoint_utils
+
+    original = checkpoint_utils.load_model_ensemble_and_task
+    if getattr(original, "fairseq_kd_loader", False):
+        return
+
+    def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, strict=True, suffix="", num_shards=1,
+                                     state=None):
+        if state is not None or not any(os.path.isfile(f) and is_compressed(f) for f in filenames):
+            return original(filenames, arg_overrides, task, strict, suffix, num_shards, state)
+        ensemble, cfg = [], None
+        for f in filenames:
+            if os.path.isfile(f) and is_compressed(f):
+                model, cfg, task = load_for_fairseq(f, task, arg_overrides)
+                ensemble.append(model)
+            else:
+                models, cfg, task = original([f], arg_overrides, task, strict, suffix, num_shards)
+                ensemble += models
+        return ensemble, cfg, task
+
+    load_model_ensemble_and_task.fairseq_kd_loader = True
+    checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task

@@ -12,7 +12,6 @@ from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.data import data_utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from . import compression
 from .errors import FairseqKDError
 
 
@@ -51,13 +50,10 @@ def setup(cfg):
 
 
 def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
-    """Models for decoding; a file written by fairseq-kd-compress loads through fairseq_kd.compression."""
+    """Models for decoding (files written by fairseq-kd-compress too), and the saved config."""
     paths = list(paths) if paths is not None else utils.split_paths(cfg.common_eval.path)
     check_checkpoints(paths)
-    if all(compression.is_compressed(p) for p in paths):
-        models = [compression.load_model(p, task)[0] for p in paths]
-        return prepare_for_inference(models, cfg), None
-    try:
+    try:  # fairseq's loader, which also reads compressed files once fairseq_kd is imported
         models, saved_cfg = checkpoint_utils.load_model_ensemble(paths, task=task)
     except RuntimeError as e:
         if "size mismatch" in str(e):

@@ -14,6 +14,7 @@
 #   student_seqkd_word_kd   Seq-KD + Word-KD student (word_kd on the distilled corpus)
 #   student_block_kd block_kd student (online teacher)
 #   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
+#                    with its own objective (0.0: retrained unpruned, the reference of the pruning targets)
 #   compress         every model without optimizer state (models/, the dense fp32 files), and the
 #                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
 #   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU) and batch 1
@@ -37,9 +38,12 @@
 : "${BEAM:=5}" "${NBEST:=5}" "${GEN_MAX_TOKENS:=6000}" "${GEN_ARGS:=}"  # GEN_ARGS: fairseq generation options for every decoding
 : "${SEQ_INTER_ALPHA:=0.5}" "${SEQ_INTER_EPOCHS:=2}" "${SEQ_INTER_LR:=0.0005}"
 : "${STUDENTS:=nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd}"
-: "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}" "${PRUNE_LR:=0.001}"
+: "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}" "${PRUNE_LR:=0.0005}"
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
+: "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
+: "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
+: "${SPEED_INTERLEAVE:=1}"       # 1: the passes go round-robin over all models (all loaded at once), 0: model by model
 # the speed stage caps hypotheses at 1.2 x source + 10 tokens: an undertrained model looping to fairseq's
 # 200-token limit at batch size 1 would otherwise take most of the stage
 : "${SPEED_GEN_ARGS:=--max-len-a 1.2 --max-len-b 10}"
@@ -159,7 +163,7 @@ student_block_kd() {
     --label-smoothing "$LABEL_SMOOTHING" $BLOCK_KD_ARGS
 }
 
-# the targets its pruned copies are retrained on: the distilled ones for the Seq-KD family (as in the paper)
+# the targets a student was trained on: the distilled ones for the Seq-KD family
 student_data() { case $1 in student_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac; }
 
 best_student() {
@@ -175,17 +179,29 @@ print(max(scores, key=scores.get))
 EOF
 }
 
+# Each ratio (0.0: the same retraining without pruning, the fair "unpruned" row) is pruned one-shot and retrained
+# with the student's own objective: the Seq-Inter student with seq_inter on the gold data plus its selected
+# hypotheses, the others with NLL on their targets (the distilled ones for the Seq-KD family, as in the paper).
+# shellcheck disable=SC2086
 prune() {
-  local best r dir
+  local best r dir data objective
   best=$(best_student)
   log "pruning $best (best greedy valid BLEU among the students)"
   echo "$best" > "$WORK/pruned_student.txt"
+  case $best in
+    student_seqkd_seqinter) data=$BIN objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
+                              --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
+    *) data=$(student_data "$best") objective=("${NLL[@]}") ;;
+  esac
   for r in $PRUNE_RATIOS; do
     dir=pruned_$r
+    # the one-shot pruned copy (its sparsity table in the log); the retraining prunes the student itself, which
+    # gives the same mask one-shot and lets PRUNE_ARGS choose the gradual schedule instead
     fairseq-kd-prune "$WORK/$best/checkpoint_best.pt" --prune-ratio "$r" --prune-scheme class-blind \
       --output "$WORK/oneshot_$r.pt"
-    train "$dir" "$(student_data "$best")" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${NLL[@]}" \
-      --task translation_prune --prune-ratio "$r" --prune-scheme class-blind --finetune-from-model "$WORK/oneshot_$r.pt"
+    train "$dir" "$data" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${objective[@]}" \
+      --task translation_prune --prune-ratio "$r" --prune-scheme class-blind \
+      --finetune-from-model "$WORK/$best/checkpoint_best.pt" $PRUNE_ARGS
   done
 }
 
@@ -219,8 +235,9 @@ speed() {
                 --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}")
   # shellcheck disable=SC2206
   common+=($GEN_ARGS $SPEED_GEN_ARGS)
-  fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats 1 --warmup 1 --output "$WORK/speed_batched.json"
-  fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats 1 --warmup 5 \
+  [ "$SPEED_INTERLEAVE" = 1 ] && common+=(--interleave)
+  fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats "$SPEED_REPEATS" --warmup 1 --output "$WORK/speed_batched.json"
+  fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats "$SPEED_REPEATS" --warmup 5 \
     --output "$WORK/speed_batch1.json"
 }
 

@@ -177,3 +177,16 @@ def test_prune_task_bad_ratio(tiny_data, tmp_path):
                 "--task", "translation_prune", "--arch", "kd_lstm_1x32", "--prune-ratio", "1.5",
                 "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "300"], check=False)
     assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: --prune-ratio must be in [0, 1), got 1.5"
+
+
+def test_prune_task_refuses_a_checkpoint_of_another_architecture(tiny_data, tiny_teacher, tmp_path):
+    """The teacher is 1x32 with 48-dim embeddings; retraining it as a plain kd_lstm_1x32 cannot load it."""
+    proc = run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--save-dir", tmp_path, "--cpu",
+                "--task", "translation_prune", "--arch", "kd_lstm_1x32", "--prune-ratio", "0.5",
+                "--finetune-from-model", tiny_teacher, "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "300"],
+               check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0
+    assert last.startswith(f"fairseq_kd: error: checkpoint {tiny_teacher} does not fit the model being trained: "
+                           "another architecture or dictionary (size mismatch for encoder.embed_tokens.weight"), last
+    assert "Traceback" not in proc.stderr

@@ -9,13 +9,14 @@ import pytest
 from conftest import ROOT, SHARED_DATA, clean_env
 
 RECIPES = {
-    "multi30k_en_de": ("recipes/multi30k_en_de/run.sh", {}),
+    # the multi30k smoke run prunes the Seq-Inter student (retrained with seq_inter), the others the auto choice
+    "multi30k_en_de": ("recipes/multi30k_en_de/run.sh", {"PRUNE_STUDENT": "student_seqkd_seqinter"}),
     "wmt14_en_de": ("recipes/wmt14_en_de/run.sh", {}),
     "iwslt": ("recipes/iwslt/run.sh", {"PAIR": "de-en"}),
 }
 STUDENTS = ["student_nll", "student_word_kd", "student_seqkd", "student_seqkd_seqinter", "student_seqkd_word_kd",
             "student_block_kd"]
-PRUNED = ["pruned_0.5", "pruned_0.8", "pruned_0.9"]
+PRUNED = ["pruned_0.0", "pruned_0.5", "pruned_0.8", "pruned_0.9"]
 MODELS = ["teacher", *STUDENTS, *PRUNED, "pruned_0.8_sparse", "pruned_0.8_sparse_int8"]
 STAGES = ["prepare", "teacher", "student_nll", "topk", "student_word_kd", "seqkd_data", "student_seqkd",
           "student_seqkd_seqinter", "topk_seqkd", "student_seqkd_word_kd", "student_block_kd", "prune", "compress",
@@ -49,6 +50,8 @@ def test_smoke_every_stage_ran(smoke_run):
         assert (work / model / "checkpoint_best.pt").stat().st_size > 0, model
     assert (work / "seqkd" / "train.selected.de" if name != "iwslt" else work / "seqkd" / "train.selected.en").exists()
     assert (work / "topk" / "meta.json").exists() and (work / "topk_seqkd" / "meta.json").exists()
+    if name == "multi30k_en_de":  # PRUNE_STUDENT=student_seqkd_seqinter: retrained with its own objective
+        assert "criterion: SeqInterCriterion" in (work / "logs" / "prune.log").read_text()
     print(f"{name}: smoke run took {seconds:.0f} s")
 
 
@@ -65,10 +68,11 @@ def test_smoke_table_has_every_model(smoke_run):
     for model in MODELS:
         assert f"| {model} |" in table, model
     assert "sacreBLEU signature: `nrefs:1" in md
-    assert {t["status"] for t in results["targets"]} <= {"met", "not met"} and len(results["targets"]) == 6
+    assert {t["status"] for t in results["targets"]} <= {"met", "not met"} and len(results["targets"]) == 13
     assert (work / "results.png").stat().st_size > 1000 and "![BLEU vs speed](results.png)" in md
     # the pruned models really are sparse, the compressed ones really are smaller
     rows = {r["model"]: r for r in results["batched"]["results"]}
+    assert rows["pruned_0.0"]["params_nonzero"] > 0.99 * rows["pruned_0.0"]["params_total"]
     for ratio in (0.5, 0.8, 0.9):
         r = rows[f"pruned_{ratio}"]
         assert r["params_nonzero"] <= (1 - ratio + 0.01) * r["params_total"]

@@ -43,6 +43,26 @@ def test_speed_json_fields(speed_json, tiny_teacher):
     assert rows[0]["bleu"] == rows[1]["bleu"]
 
 
+def test_speed_interleaved_repeats_give_the_same_rows(speed_json, tiny_data, tiny_teacher, tmp_path):
+    """--interleave times the passes round-robin over two models; rows, order and hypotheses are unchanged."""
+    out = tmp_path / "speed.json"
+    run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--name", "a",
+         "--path", tiny_teacher, "--name", "b", "--gen-subset", "test", "--beam", "1", "2", "--batch-size", "1", "8",
+         "--threads", "1", "--cpu", "--max-sentences", "12", "--warmup", "1", "--repeats", "2", "--interleave",
+         "--ref", tiny_data.parent / "raw" / "test.tgt", "--output", out])
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert report["data"]["interleave"] is True and speed_json["data"]["interleave"] is False
+    assert [(r["model"], r["beam"], r["batch_size"]) for r in rows] == [
+        (m, beam, bs) for m in "ab" for beam in (1, 2) for bs in (1, 8)]
+    for r in rows:
+        assert len(r["time_s"]) == 2 and r["words_per_s"]["median"] > 0
+    once = {(r["beam"], r["batch_size"]): r for r in speed_json["results"]}
+    for r in rows:
+        assert (r["words"], r["tokens"], r["bleu"]) == tuple(once[(r["beam"], r["batch_size"])][k]
+                                                               for k in ("words", "tokens", "bleu"))
+
+
 def test_speed_bad_inputs(tiny_data, tmp_path):
     proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "none.pt",
                 "--output", tmp_path / "o.json"], check=False)

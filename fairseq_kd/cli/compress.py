@@ -9,8 +9,9 @@ against; fairseq-generate loads it as any checkpoint). With several inputs, --ou
 file is named after its checkpoint's directory.
 
 Prints the size of the dense fp32 weights (what the model needs, without optimizer state), the input
-checkpoint's size, the compressed size and the ratios. Decode SMALL.pt with fairseq-kd-speed (which also
-re-checks BLEU with --ref); with --int8 it runs torch's int8 kernels on CPU. Format: fairseq_kd.compression.
+checkpoint's size, the compressed size and the ratios. SMALL.pt decodes with `fairseq-generate --user-dir
+fairseq_kd --path SMALL.pt` or fairseq-kd-speed (which also re-checks BLEU with --ref); with --int8 both run
+torch's int8 kernels on CPU. Format: fairseq_kd.compression.
 """
 import argparse
 import os

@@ -8,7 +8,9 @@ Every (model, beam, batch size) is decoded with fairseq's SequenceGenerator (the
 fairseq-generate) over the first --max-sentences sentences of the subset, in length-sorted batches.
 --warmup batches are decoded and not timed; then --repeats timed passes. Reported per row: median,
 min and max over repeats of target words/s (detokenized words of the hypotheses), subword tokens/s and
-sentences/s; at batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
+sentences/s; with --interleave the timed passes go round-robin over all rows (pass 1 of every row, then
+pass 2, ...; all models stay loaded), so slow drift of a shared machine's speed hits every model alike
+instead of whichever row ran during it. At batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
 checkpoint file size; the process's peak RSS after that row; sacreBLEU and its signature against
 --ref (first pass's hypotheses, detokenized by --post-process). Any other fairseq-generate option
 (--lenpen, --max-len-a/b, --fp16, --cpu, ...) applies to every row. `--source-file F --spm-model M`
@@ -40,6 +42,8 @@ def own_options():
     p.add_argument("--max-sentences", type=int, default=None, help="measure on the first N sentences")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches before each row")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--interleave", action="store_true",
+                   help="time the repeats round-robin over all rows (keeps every model loaded)")
     p.add_argument("--ref", default=None, help="raw reference file for sacreBLEU")
     p.add_argument("--detok", choices=["moses"], default=None)
     p.add_argument("--source-file", default=None, help="raw source text to decode instead of --gen-subset")
@@ -101,29 +105,43 @@ def timed_pass(task, cfg, generator, models, dataset, batches, use_cuda):
     return seconds, hyps
 
 
-def measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda):
-    generator = inference.build_generator(task, models, cfg, beam)
-    batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
-    warm = batches[: opts.warmup]
-    if warm:
-        timed_pass(task, cfg, generator, models, dataset, warm, use_cuda)
-    passes = [timed_pass(task, cfg, generator, models, dataset, batches, use_cuda) for _ in range(opts.repeats)]
-    texts = {sid: inference.hypothesis_text(task, cfg, h) for sid, h in passes[0][1].items()}
-    n_tokens = sum(len(h["tokens"]) for h in passes[0][1].values())
-    n_words = sum(len(texts[sid][1].split()) for sid in texts)
-    times = [sum(s) for s, _ in passes]
-    row = {
-        "beam": beam, "batch_size": batch_size, "sentences": len(ids), "words": n_words, "tokens": n_tokens,
-        "time_s": times,
-        "words_per_s": spread([n_words / t for t in times]),
-        "tokens_per_s": spread([n_tokens / t for t in times]),
-        "sentences_per_s": spread([len(ids) / t for t in times]),
-    }
-    if batch_size == 1:
-        per_sentence = [x * 1000 for s, _ in passes for x in s]
-        row["latency_ms_p50"] = percentile(per_sentence, 0.5)
-        row["latency_ms_p95"] = percentile(per_sentence, 0.95)
-    return row, [texts[sid][1] for sid in sorted(texts)]
+class Row:
+    """One (model, beam, batch size) row: its generator and batches, warmed up; passes are timed one by one."""
+
+    def __init__(self, task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda):
+        self.task, self.cfg, self.models, self.dataset, self.ids = task, cfg, models, dataset, ids
+        self.beam, self.batch_size, self.use_cuda = beam, batch_size, use_cuda
+        self.generator = inference.build_generator(task, models, cfg, beam)
+        self.batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
+        self.passes = []
+        warm = self.batches[: opts.warmup]
+        if warm:
+            timed_pass(task, cfg, self.generator, models, dataset, warm, use_cuda)
+
+    def time_pass(self):
+        self.passes.append(timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.batches,
+                                      self.use_cuda))
+
+    def result(self):
+        """The row's JSON fields and its first pass's hypotheses (text, in id order)."""
+        passes = self.passes
+        texts = {sid: inference.hypothesis_text(self.task, self.cfg, h) for sid, h in passes[0][1].items()}
+        n_tokens = sum(len(h["tokens"]) for h in passes[0][1].values())
+        n_words = sum(len(texts[sid][1].split()) for sid in texts)
+        times = [sum(s) for s, _ in passes]
+        n = len(self.ids)
+        row = {
+            "beam": self.beam, "batch_size": self.batch_size, "sentences": n, "words": n_words, "tokens": n_tokens,
+            "time_s": times,
+            "words_per_s": spread([n_words / t for t in times]),
+            "tokens_per_s": spread([n_tokens / t for t in times]),
+            "sentences_per_s": spread([n / t for t in times]),
+        }
+        if self.batch_size == 1:
+            per_sentence = [x * 1000 for s, _ in passes for x in s]
+            row["latency_ms_p50"] = percentile(per_sentence, 0.5)
+            row["latency_ms_p95"] = percentile(per_sentence, 0.95)
+        return row, [texts[sid][1] for sid in sorted(texts)]
 
 
 def load_measured(cfg, task, path):
@@ -172,22 +190,38 @@ def main(argv=None):
 
     names = opts.name + [os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.basename(p)
                          for p in opts.path[len(opts.name):]]
+    def finish(name, facts, row_state):
+        row, hyps = row_state.result()
+        row.update(model=name, **facts)
+        if refs is not None:
+            bleu = corpus_bleu(hyps, refs, opts.detok, cfg.task.target_lang or "de")
+            row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
+        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        bleu_text = "" if refs is None else f"  BLEU {row['bleu']:.2f}"
+        print(f"{name:<28} beam {row['beam']:>2} batch {row['batch_size']:>3}: "
+              f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
+        return row
+
+    def rows_of(models):
+        return [Row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
+                for beam in opts.beam for batch_size in opts.batch_size]
+
     results = []
-    for name, path in zip(names, opts.path):
-        models, facts = load_measured(cfg, task, path)
-        for beam in opts.beam:
-            for batch_size in opts.batch_size:
-                row, hyps = measure_row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
-                row.update(model=name, **facts)
-                if refs is not None:
-                    bleu = corpus_bleu(hyps, refs, opts.detok, cfg.task.target_lang or "de")
-                    row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
-                row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                results.append(row)
-                bleu_text = "" if refs is None else f"  BLEU {row['bleu']:.2f}"
-                print(f"{name:<28} beam {beam:>2} batch {batch_size:>3}: "
-                      f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
-        del models
+    if opts.interleave:
+        loaded = [(name, *load_measured(cfg, task, path)) for name, path in zip(names, opts.path)]
+        rows = [(name, facts, r) for name, models, facts in loaded for r in rows_of(models)]
+        for _ in range(opts.repeats):
+            for _, _, r in rows:
+                r.time_pass()
+        results = [finish(name, facts, r) for name, facts, r in rows]
+    else:
+        for name, path in zip(names, opts.path):
+            models, facts = load_measured(cfg, task, path)
+            for r in rows_of(models):
+                for _ in range(opts.repeats):
+                    r.time_pass()
+                results.append(finish(name, facts, r))
+            del models
 
     report = {
         "environment": {
@@ -197,7 +231,8 @@ def main(argv=None):
         },
         "data": {"data": os.path.abspath(cfg.task.data), "subset": subset, "sentences": len(ids),
                  "ref": os.path.abspath(opts.ref) if opts.ref else None,
-                 "post_process": cfg.common_eval.post_process, "warmup_batches": opts.warmup, "repeats": opts.repeats},
+                 "post_process": cfg.common_eval.post_process, "warmup_batches": opts.warmup, "repeats": opts.repeats,
+                 "interleave": opts.interleave},
         "results": results,
     }
     with open(opts.output + ".tmp", "w") as f:

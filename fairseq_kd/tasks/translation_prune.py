@@ -11,6 +11,9 @@ zero with --update-freq and after --reset-optimizer. Across save/resume the save
 masks (pruned entries are exactly 0.0) and the resumed run takes them from there; the masks are also
 stored in the checkpoint's task state. Model weights themselves are plain tensors, so the result
 loads in plain `fairseq-generate --user-dir fairseq_kd`.
+
+The task extends `translation_seq_inter`: with --selected-targets a Seq-Inter student is retrained with
+its own objective (--criterion seq_inter); without, it is fairseq's translation task.
 """
 import logging
 from dataclasses import dataclass, field
@@ -19,9 +22,9 @@ from typing import Dict
 import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
-from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from .. import pruning
+from .translation_seq_inter import SeqInterConfig, TranslationSeqInterTask
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ PRUNE_SCHEDULES = ChoiceEnum(["one-shot", "gradual"])
 
 
 @dataclass
-class PruneConfig(TranslationConfig):
+class PruneConfig(SeqInterConfig):
     prune_ratio: float = field(default=0.0, metadata={"help": "fraction of prunable weights set to zero, in [0, 1)"})
     prune_scheme: PRUNE_SCHEMES = field(default="class-blind", metadata={"help": "magnitude pruning scheme"})
     prune_biases: bool = field(default=False, metadata={"help": "also prune biases (default: weight matrices only)"})
@@ -49,7 +52,7 @@ def unwrap(model):
 
 
 @register_task("translation_prune", dataclass=PruneConfig)
-class TranslationPruneTask(TranslationTask):
+class TranslationPruneTask(TranslationSeqInterTask):
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         pruning.check_ratio(cfg.prune_ratio)

@@ -16,6 +16,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${SUBWORD:=word}" "${VOCAB:=400}"
   : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
   : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
+  : "${SPEED_REPEATS:=1}"
   : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
   : "${BATCH_ARGS:=--max-tokens 2000}"
   # the stand-in: wmt15-ende-10k is Moses-tokenized with escapes, the recipe expects raw text
@@ -42,6 +43,7 @@ else
   : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_LR:=1.0}" "${STUDENT_LR:=1.0}"
   : "${OPTIM_ARGS:=--optimizer sgd --lr-scheduler fixed --force-anneal 5 --lr-shrink 0.5 --clip-norm 5}"
   : "${BATCH_ARGS:=--batch-size 128 --max-tokens 12000}"
+  : "${SPEED_INTERLEAVE:=0}"  # a dozen 50k-vocabulary models would not all fit in one GPU's memory
   : "${SEQ_INTER_LR:=0.1}" "${SEQ_INTER_EPOCHS:=2}" "${PRUNE_LR:=0.1}" "${PRUNE_EPOCHS:=2}"
   : "${NBEST:=5}" "${GEN_MAX_TOKENS:=20000}" "${THREADS:=8}" "${LATENCY_SENTENCES:=500}"
 fi
