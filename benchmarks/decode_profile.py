@@ -19,10 +19,9 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+from fairseq_kd import inference
 
-from fairseq_kd import inference  # noqa: E402  (after the path)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODEL_RANGES = ("EnsembleModel: forward_encoder", "EnsembleModel: forward_decoder")
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint_compat import plain_cfg
-from .errors import FairseqKDError
+from .errors import FairseqKDError, state_dict_detail
 
 FORMAT_VERSION = 1
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -147,7 +147,7 @@ def model_from_payload(payload: Dict, cfg, task, path: str):
     try:
         model.load_state_dict(dense_state_dict(payload), strict=True)
     except RuntimeError as e:
-        raise FairseqKDError(f"{path} does not fit this task's model or dictionaries ({str(e).splitlines()[0]})") from e
+        raise FairseqKDError(f"{path} does not fit this task's model or dictionaries ({state_dict_detail(e)})") from e
     model.eval()
     return quantize_for_cpu(model) if payload["int8"] else model
 
@@ -192,11 +192,12 @@ def install_fairseq_loader():
 
     def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, strict=True, suffix="", num_shards=1,
                                      state=None):
-        if state is not None or not any(os.path.isfile(f) and is_compressed(f) for f in filenames):
+        compressed = [state is None and os.path.isfile(f) and is_compressed(f) for f in filenames]
+        if not any(compressed):
             return original(filenames, arg_overrides, task, strict, suffix, num_shards, state)
         ensemble, cfg = [], None
-        for f in filenames:
-            if os.path.isfile(f) and is_compressed(f):
+        for f, is_small in zip(filenames, compressed):
+            if is_small:
                 model, cfg, task = load_for_fairseq(f, task, arg_overrides)
                 ensemble.append(model)
             else:

@@ -18,15 +18,20 @@ class FairseqKDError(ValueError):
 FAIRSEQ_LOAD_ERROR = "Cannot load model parameters from checkpoint"
 
 
+def state_dict_detail(exc) -> str:
+    """The line of torch's load_state_dict error that names the weight, e.g. "size mismatch for
+    encoder.embed_tokens.weight: ..." (its first line only says "Error(s) in loading state_dict")."""
+    lines = str(exc or "").splitlines()
+    details = [line.strip() for line in lines[1:] if line.strip()]
+    return details[0] if details else str(exc or "").strip()
+
+
 def explain_load_error(exc: BaseException):
     """One line for fairseq's trainer error on a checkpoint that does not fit the model, else None.
-    The trainer hides torch's message (e.g. "size mismatch for encoder.embed_tokens.weight: ...") in
-    the exception's context; its first detail line says which weight does not fit."""
+    The trainer hides torch's message in the exception's context."""
     if not str(exc).startswith(FAIRSEQ_LOAD_ERROR):
         return None
-    inner = exc.__cause__ or exc.__context__
-    details = [line.strip() for line in str(inner or "").splitlines()[1:] if line.strip()]
-    detail = details[0] if details else str(inner or "").strip()
+    detail = state_dict_detail(exc.__cause__ or exc.__context__)
     checkpoint = str(exc)[len(FAIRSEQ_LOAD_ERROR):].split(";")[0].strip()
     return (f"checkpoint {checkpoint} does not fit the model being trained: another architecture or dictionary"
             + (f" ({detail})" if detail else ""))

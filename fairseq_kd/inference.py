@@ -12,7 +12,7 @@ from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.data import data_utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from .errors import FairseqKDError
+from .errors import FairseqKDError, state_dict_detail
 
 
 def generation_cfg(argv: Sequence[str]):
@@ -57,8 +57,7 @@ def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
         models, saved_cfg = checkpoint_utils.load_model_ensemble(paths, task=task)
     except RuntimeError as e:
         if "size mismatch" in str(e):
-            raise FairseqKDError(f"{':'.join(paths)} does not fit this data's dictionaries "
-                                 f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from e
+            raise FairseqKDError(f"{':'.join(paths)} does not fit this data's dictionaries ({state_dict_detail(e)})") from e
         raise
     return prepare_for_inference(models, cfg), saved_cfg
 

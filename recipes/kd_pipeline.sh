@@ -195,10 +195,8 @@ prune() {
   esac
   for r in $PRUNE_RATIOS; do
     dir=pruned_$r
-    # the one-shot pruned copy (its sparsity table in the log); the retraining prunes the student itself, which
-    # gives the same mask one-shot and lets PRUNE_ARGS choose the gradual schedule instead
-    fairseq-kd-prune "$WORK/$best/checkpoint_best.pt" --prune-ratio "$r" --prune-scheme class-blind \
-      --output "$WORK/oneshot_$r.pt"
+    # translation_prune prunes the student itself (one-shot at the first update, or gradually with PRUNE_ARGS)
+    # and logs the sparsity table
     train "$dir" "$data" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${objective[@]}" \
       --task translation_prune --prune-ratio "$r" --prune-scheme class-blind \
       --finetune-from-model "$WORK/$best/checkpoint_best.pt" $PRUNE_ARGS

@@ -138,3 +138,27 @@ def test_fairseq_generate_decodes_compressed_files(pruned, tiny_data):
     assert len(dense) == 24
     assert generate(pruned / "sparse.pt") == dense
     assert len(generate(pruned / "sparse_int8.pt")) == 24
+
+
+def test_files_refuse_data_of_another_dictionary(pruned, tiny_teacher, tmp_path):
+    """Decoding on data whose target dictionary is smaller: one line naming the weight that does not fit, for a
+    compressed file in fairseq-generate and for a checkpoint in fairseq-kd-speed."""
+    from conftest import make_corpus, preprocess
+
+    raw = make_corpus(tmp_path / "raw", seed=0)
+    text = (raw / "train.tgt").read_text()
+    for i in range(8, 16):  # 8 target words instead of 16
+        text = text.replace(f"t{i} ", "t0 ").replace(f"t{i}\n", "t0\n")
+    (raw / "train.tgt").write_text(text)
+    other = preprocess(raw, tmp_path / "bin")
+    proc = run([tool("fairseq-generate"), other, "--user-dir", USER_DIR, "--path", pruned / "sparse_int8.pt",
+                "--gen-subset", "test", "--cpu"], check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith(f"fairseq_kd: error: {pruned / 'sparse_int8.pt'} does not fit this "
+                                                    "task's model or dictionaries (size mismatch for "), last
+    proc = run([tool("fairseq-kd-speed"), other, "--user-dir", USER_DIR, "--path", tiny_teacher, "--gen-subset", "test",
+                "--cpu", "--output", tmp_path / "speed.json"], check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith(f"fairseq_kd: error: {tiny_teacher} does not fit this data's "
+                                                    "dictionaries (size mismatch for "), last
+    assert not (tmp_path / "speed.json").exists()

@@ -8,13 +8,15 @@ Every (model, beam, batch size) is decoded with fairseq's SequenceGenerator (the
 fairseq-generate) over the first --max-sentences sentences of the subset, in length-sorted batches.
 --warmup batches are decoded and not timed; then --repeats timed passes. Reported per row: median,
 min and max over repeats of target words/s (detokenized words of the hypotheses), subword tokens/s and
-sentences/s; with --interleave the timed passes go round-robin over all rows (pass 1 of every row, then
-pass 2, ...; all models stay loaded), so slow drift of a shared machine's speed hits every model alike
-instead of whichever row ran during it. At batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
+sentences/s; at batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
 checkpoint file size; the process's peak RSS after that row; sacreBLEU and its signature against
 --ref (first pass's hypotheses, detokenized by --post-process). Any other fairseq-generate option
 (--lenpen, --max-len-a/b, --fp16, --cpu, ...) applies to every row. `--source-file F --spm-model M`
 decodes raw source text instead of a binarized subset.
+
+With --interleave the timed passes go round-robin over all rows (pass 1 of every row, then pass 2, ...;
+all models stay loaded), so slow drift of a shared machine's speed hits every model alike instead of
+whichever row ran during it.
 """
 import argparse
 import datetime
@@ -190,6 +192,7 @@ def main(argv=None):
 
     names = opts.name + [os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.basename(p)
                          for p in opts.path[len(opts.name):]]
+
     def finish(name, facts, row_state):
         row, hyps = row_state.result()
         row.update(model=name, **facts)
@@ -202,25 +205,26 @@ def main(argv=None):
               f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
         return row
 
-    def rows_of(models):
-        return [Row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
-                for beam in opts.beam for batch_size in opts.batch_size]
+    def rows_of(name, models, facts):  # built one by one: each row warms up just before it is timed
+        for beam in opts.beam:
+            for batch_size in opts.batch_size:
+                yield name, facts, Row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
 
-    results = []
-    if opts.interleave:
-        loaded = [(name, *load_measured(cfg, task, path)) for name, path in zip(names, opts.path)]
-        rows = [(name, facts, r) for name, models, facts in loaded for r in rows_of(models)]
+    def measure(rows):  # opts.repeats timed passes of each row, round-robin over the rows given together
         for _ in range(opts.repeats):
             for _, _, r in rows:
                 r.time_pass()
-        results = [finish(name, facts, r) for name, facts, r in rows]
+        return [finish(*row) for row in rows]
+
+    if opts.interleave:
+        loaded = [(name, *load_measured(cfg, task, path)) for name, path in zip(names, opts.path)]
+        results = measure([row for name, models, facts in loaded for row in rows_of(name, models, facts)])
     else:
+        results = []
         for name, path in zip(names, opts.path):
             models, facts = load_measured(cfg, task, path)
-            for r in rows_of(models):
-                for _ in range(opts.repeats):
-                    r.time_pass()
-                results.append(finish(name, facts, r))
+            for row in rows_of(name, models, facts):
+                results += measure([row])
             del models
 
     report = {
