@@ -14,7 +14,7 @@
 #   student_seqkd_word_kd   Seq-KD + Word-KD student (word_kd on the distilled corpus)
 #   student_block_kd block_kd student (online teacher)
 #   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
-#                    with its own objective (0.0: retrained unpruned, the reference of the pruning targets)
+#                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets)
 #   compress         every model without optimizer state (models/, the dense fp32 files), and the
 #                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
 #   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU) and batch 1
@@ -40,6 +40,10 @@
 : "${STUDENTS:=nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd}"
 : "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}" "${PRUNE_LR:=0.0005}"
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
+# PRUNE_OBJECTIVE: own      the student's own objective (seq_inter for the Seq-Inter student, NLL on its targets else)
+#                  word_kd  word_kd against the teacher's top-k cache ($TOPK) over the student's targets
+: "${PRUNE_OBJECTIVE:=own}"
+case $PRUNE_OBJECTIVE in own|word_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own or word_kd)" ;; esac
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
@@ -123,10 +127,12 @@ valid_bleu() {
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
-word_kd() {  # word_kd NAME DATA TOPK_DIR: a word_kd student against the cache (or the online teacher)
-  local teacher=(--teacher-topk-path "$3")
-  [ "$WORD_KD_TEACHER" = online ] && teacher=(--teacher-path "$TEACHER")
-  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion word_kd "${teacher[@]}" \
+# the word_kd teacher options: the top-k cache TOPK_DIR, or the online teacher (WORD_KD_TEACHER=online)
+word_kd_teacher() { if [ "$WORD_KD_TEACHER" = online ]; then echo --teacher-path "$TEACHER"; else echo --teacher-topk-path "$1"; fi; }
+topk_dir() { if [ "$1" = "$BIN" ]; then echo "$WORK/topk"; else echo "$WORK/topk_seqkd"; fi; }  # the cache over DATA
+word_kd() {  # word_kd NAME DATA: a word_kd student against the teacher
+  # shellcheck disable=SC2046
+  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion word_kd $(word_kd_teacher "$(topk_dir "$2")") \
     --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING"
 }
 
@@ -138,7 +144,7 @@ dump_topk() {  # dump_topk DATA DEST
     --destdir "$2" --max-tokens "$GEN_MAX_TOKENS" --threads "$THREADS"
 }
 topk() { dump_topk "$BIN" "$WORK/topk"; }
-student_word_kd() { word_kd student_word_kd "$BIN" "$WORK/topk"; }
+student_word_kd() { word_kd student_word_kd "$BIN"; }
 
 # shellcheck disable=SC2086
 seqkd_data() {
@@ -155,7 +161,7 @@ student_seqkd_seqinter() {
     --finetune-from-model "$WORK/student_seqkd/checkpoint_best.pt"
 }
 topk_seqkd() { dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
-student_seqkd_word_kd() { word_kd student_seqkd_word_kd "$SEQKD/bin" "$WORK/topk_seqkd"; }
+student_seqkd_word_kd() { word_kd student_seqkd_word_kd "$SEQKD/bin"; }
 # shellcheck disable=SC2086
 student_block_kd() {
   train student_block_kd "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion block_kd \
@@ -179,25 +185,29 @@ print(max(scores, key=scores.get))
 EOF
 }
 
-# Each ratio (0.0: the same retraining without pruning, the fair "unpruned" row) is pruned one-shot and retrained
-# with the student's own objective: the Seq-Inter student with seq_inter on the gold data plus its selected
-# hypotheses, the others with NLL on their targets (the distilled ones for the Seq-KD family, as in the paper).
+# Each ratio (0.0: the same retraining without pruning, the fair "unpruned" row) is pruned (one-shot at the first
+# update, or gradually with PRUNE_ARGS) and retrained with PRUNE_OBJECTIVE. "own": the Seq-Inter student with
+# seq_inter on the gold data plus its selected hypotheses, the others with NLL on their targets (the distilled ones
+# for the Seq-KD family, as in the paper). "word_kd": word-level KD from the teacher on those targets (the gold
+# ones for the Seq-Inter student), the dense teacher guiding the pruned student back.
 # shellcheck disable=SC2086
 prune() {
-  local best r dir data objective
+  local best r data objective
   best=$(best_student)
-  log "pruning $best (best greedy valid BLEU among the students)"
+  log "pruning $best (best greedy valid BLEU among the students), retraining with the $PRUNE_OBJECTIVE objective"
   echo "$best" > "$WORK/pruned_student.txt"
-  case $best in
-    student_seqkd_seqinter) data=$BIN objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
-                              --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
-    *) data=$(student_data "$best") objective=("${NLL[@]}") ;;
+  data=$(student_data "$best")
+  case $PRUNE_OBJECTIVE:$best in
+    own:student_seqkd_seqinter) data=$BIN objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
+                                --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
+    own:*) objective=("${NLL[@]}") ;;
+    word_kd:*) [ "$best" = student_seqkd_seqinter ] && data=$BIN
+               objective=(--criterion word_kd $(word_kd_teacher "$(topk_dir "$data")") --kd-alpha "$KD_ALPHA"
+                          --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING") ;;
   esac
   for r in $PRUNE_RATIOS; do
-    dir=pruned_$r
-    # translation_prune prunes the student itself (one-shot at the first update, or gradually with PRUNE_ARGS)
-    # and logs the sparsity table
-    train "$dir" "$data" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${objective[@]}" \
+    # translation_prune logs the sparsity table
+    train "pruned_$r" "$data" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${objective[@]}" \
       --task translation_prune --prune-ratio "$r" --prune-scheme class-blind \
       --finetune-from-model "$WORK/$best/checkpoint_best.pt" $PRUNE_ARGS
   done
@@ -262,6 +272,11 @@ pipeline_stages() {
       *) die "unknown student '$s' in STUDENTS (known: nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd)" ;;
     esac
   done
+  # PRUNE_OBJECTIVE=word_kd reads the teacher's cache over the pruned student's targets (gold for Seq-Inter)
+  if [ "$PRUNE_OBJECTIVE" = word_kd ] && [ "$WORD_KD_TEACHER" != online ]; then
+    echo topk
+    case " $STUDENTS " in *" seqkd "*|*" seqkd_word_kd "*) echo topk_seqkd ;; esac
+  fi
   echo prune compress speed report
 }
 

@@ -9,9 +9,10 @@ import pytest
 from conftest import ROOT, SHARED_DATA, clean_env
 
 RECIPES = {
-    # the multi30k smoke run prunes the Seq-Inter student (retrained with seq_inter), the others the auto choice
+    # the multi30k smoke run prunes the Seq-Inter student (retrained with seq_inter), the others the auto choice;
+    # the WMT14 one retrains it with word_kd
     "multi30k_en_de": ("recipes/multi30k_en_de/run.sh", {"PRUNE_STUDENT": "student_seqkd_seqinter"}),
-    "wmt14_en_de": ("recipes/wmt14_en_de/run.sh", {}),
+    "wmt14_en_de": ("recipes/wmt14_en_de/run.sh", {"PRUNE_OBJECTIVE": "word_kd"}),
     "iwslt": ("recipes/iwslt/run.sh", {"PAIR": "de-en"}),
 }
 STUDENTS = ["student_nll", "student_word_kd", "student_seqkd", "student_seqkd_seqinter", "student_seqkd_word_kd",
@@ -52,6 +53,13 @@ def test_smoke_every_stage_ran(smoke_run):
     assert (work / "topk" / "meta.json").exists() and (work / "topk_seqkd" / "meta.json").exists()
     if name == "multi30k_en_de":  # PRUNE_STUDENT=student_seqkd_seqinter: retrained with its own objective
         assert "criterion: SeqInterCriterion" in (work / "logs" / "prune.log").read_text()
+    if name == "wmt14_en_de":  # PRUNE_OBJECTIVE=word_kd: against the teacher's cache over the student's targets
+        log = (work / "logs" / "prune.log").read_text()
+        assert "criterion: WordKDCriterion" in log and "retraining with the word_kd objective" in log
+        student = (work / "pruned_student.txt").read_text().strip()
+        cache = "topk" if student in ("student_seqkd_seqinter", "student_nll", "student_word_kd", "student_block_kd") \
+            else "topk_seqkd"
+        assert f"'teacher_topk_path': '{work}/{cache}'" in log
     print(f"{name}: smoke run took {seconds:.0f} s")
 
 
@@ -86,6 +94,13 @@ def test_smoke_rerun_skips_finished_stages(smoke_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("done already") == len(STAGES)
     assert {p: p.stat().st_mtime for p in work.glob("*/checkpoint_best.pt")} == before
+
+
+def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, PRUNE_OBJECTIVE="hinton")
+    assert proc.returncode != 0
+    assert "unknown PRUNE_OBJECTIVE 'hinton' (own or word_kd)" in proc.stderr
+    assert not (tmp_path / "w").exists()
 
 
 def test_unknown_stage_is_refused(tmp_path):
