@@ -190,3 +190,17 @@ def test_prune_task_refuses_a_checkpoint_of_another_architecture(tiny_data, tiny
     assert last.startswith(f"fairseq_kd: error: checkpoint {tiny_teacher} does not fit the model being trained: "
                            "another architecture or dictionary (size mismatch for encoder.embed_tokens.weight"), last
     assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_best_is_at_the_final_sparsity(tiny_data, tiny_teacher, tmp_path):
+    # a schedule over 3 epochs (11 updates each) with a learning rate too small to recover: every pruning step makes the
+    # validation loss worse, so fairseq alone would keep the first, least pruned validation as the best
+    proc = train(tiny_data, tmp_path, *PRUNE[:-4], "--prune-ratio", "0.9", "--prune-schedule", "gradual",
+                 "--prune-steps", "30", "--prune-frequency", "5", "--finetune-from-model", tiny_teacher,
+                 "--lr", "1e-7", "--lr-scheduler", "fixed", epochs=6)
+    log = proc.stdout + proc.stderr
+    got, _ = zero_pattern(tmp_path / "checkpoint_best.pt")
+    assert abs(sum(int(m.sum()) for m in got.values()) / sum(m.numel() for m in got.values()) - 0.9) < 0.005
+    assert "the best loss of less-pruned models is forgotten" in log
+    losses = [float(line.split("| loss ")[1].split()[0]) for line in log.splitlines() if "valid on 'valid'" in line]
+    assert losses[0] < min(losses[-2:])  # the less-pruned first validation was better, and is not kept

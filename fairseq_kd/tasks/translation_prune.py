@@ -12,6 +12,12 @@ masks (pruned entries are exactly 0.0) and the resumed run takes them from there
 stored in the checkpoint's task state. Model weights themselves are plain tensors, so the result
 loads in plain `fairseq-generate --user-dir fairseq_kd`.
 
+checkpoint_best.pt is always a model at the final sparsity: a validation while the gradual schedule is
+still pruning (or the first one after it ends) makes fairseq forget its best validation loss so far, so a
+less-pruned model with a lower loss never stays checkpoint_best.pt. fairseq's reduce_lr_on_plateau still
+sees those validations: when the schedule spans several epochs, pass --validate-after-updates (the end of
+the schedule) to keep the rising loss of the pruning phase from shrinking the learning rate.
+
 The task extends `translation_seq_inter`: with --selected-targets a Seq-Inter student is retrained with
 its own objective (--criterion seq_inter); without, it is fairseq's translation task.
 """
@@ -59,6 +65,7 @@ class TranslationPruneTask(TranslationSeqInterTask):
         pruning.check_scheme(str(cfg.prune_scheme))
         self.masks: Dict[str, torch.Tensor] = {}
         self.mask_sparsity = 0.0
+        self.best_counts = False  # whether the previous validation saw the final sparsity
 
     # ---- when masks are (re)computed ---------------------------------------------------------------
     def target_sparsity(self, update_num: int) -> float:
@@ -94,13 +101,28 @@ class TranslationPruneTask(TranslationSeqInterTask):
                 if name in self.masks:
                     master.data.masked_fill_(~self.masks[name].to(master.device).view_as(master), 0)
 
+    def at_final_sparsity(self) -> bool:
+        return self.mask_sparsity >= self.cfg.prune_ratio - 1e-9
+
     # ---- fairseq hooks -----------------------------------------------------------------------------
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        if not self.best_counts:  # the best loss so far was measured on a less-pruned model
+            from fairseq import checkpoint_utils
+
+            if hasattr(checkpoint_utils.save_checkpoint, "best"):
+                del checkpoint_utils.save_checkpoint.best
+                logger.info("validation at %.2f%% sparsity: the best loss of less-pruned models is forgotten",
+                            100 * self.mask_sparsity)
+        self.best_counts = self.at_final_sparsity()
+
     def restore_masks_from_zeros(self, model, update_num):
         """On resume: fairseq's trainer does not hand the task its saved state, but the restored weights
         carry the masks exactly (pruned entries are 0.0, and kept weights of a trained model are not)."""
         weights = pruning.prunable(unwrap(model).named_parameters(), self.cfg.prune_biases)
         self.masks = {n: w.detach().ne(0) for n, w in weights.items()}
         self.mask_sparsity = self.target_sparsity(update_num)
+        self.best_counts = self.at_final_sparsity()  # checkpoints are saved where validation ran
         logger.info("resumed at update %d: masks restored from the restored weights, %.2f%% sparsity",
                     update_num, 100 * pruning.overall_sparsity(self.masks))
 
