@@ -57,7 +57,7 @@ student = open(os.path.join(root, objectives[0], "pruned_student.txt")).read().s
 rows = []
 for obj in objectives:
     for subset in ("valid", "test"):
-        for r in json.load(open(os.path.join(work, "prune_objective", obj, f"bleu_{subset}.json")))["results"]:
+        for r in json.load(open(os.path.join(root, obj, f"bleu_{subset}.json")))["results"]:
             rows.append({"objective": obj, "ratio": r["model"].split("pruned_")[1], "subset": subset, "beam": r["beam"],
                          "bleu": r["bleu"], "params_nonzero": r["params_nonzero"], "signature": r["bleu_signature"]})
 bleu = {(r["objective"], r["ratio"], r["subset"], r["beam"]): r["bleu"] for r in rows}

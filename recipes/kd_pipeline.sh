@@ -127,13 +127,18 @@ valid_bleu() {
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
-# the word_kd teacher options: the top-k cache TOPK_DIR, or the online teacher (WORD_KD_TEACHER=online)
-word_kd_teacher() { if [ "$WORD_KD_TEACHER" = online ]; then echo --teacher-path "$TEACHER"; else echo --teacher-topk-path "$1"; fi; }
-topk_dir() { if [ "$1" = "$BIN" ]; then echo "$WORK/topk"; else echo "$WORK/topk_seqkd"; fi; }  # the cache over DATA
+# word_kd_objective DATA: OBJECTIVE=the word_kd options against the teacher's top-k cache over DATA (or the
+# online teacher with WORD_KD_TEACHER=online)
+word_kd_objective() {
+  local teacher=(--teacher-topk-path "$WORK/topk_seqkd")
+  if [ "$1" = "$BIN" ]; then teacher=(--teacher-topk-path "$WORK/topk"); fi
+  if [ "$WORD_KD_TEACHER" = online ]; then teacher=(--teacher-path "$TEACHER"); fi
+  OBJECTIVE=(--criterion word_kd "${teacher[@]}" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE"
+             --label-smoothing "$LABEL_SMOOTHING")
+}
 word_kd() {  # word_kd NAME DATA: a word_kd student against the teacher
-  # shellcheck disable=SC2046
-  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion word_kd $(word_kd_teacher "$(topk_dir "$2")") \
-    --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING"
+  word_kd_objective "$2"
+  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${OBJECTIVE[@]}"
 }
 
 teacher() { train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" "${NLL[@]}"; }
@@ -169,8 +174,11 @@ student_block_kd() {
     --label-smoothing "$LABEL_SMOOTHING" $BLOCK_KD_ARGS
 }
 
-# the targets a student was trained on: the distilled ones for the Seq-KD family
-student_data() { case $1 in student_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac; }
+# the data a student was trained on: the distilled corpus for the Seq-KD family, except the Seq-Inter student
+# (fine-tuned on the gold data plus its selected hypotheses)
+student_data() {
+  case $1 in student_seqkd_seqinter) echo "$BIN" ;; student_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac
+}
 
 best_student() {
   if [ "$PRUNE_STUDENT" != auto ]; then echo "$PRUNE_STUDENT"; return; fi
@@ -198,12 +206,10 @@ prune() {
   echo "$best" > "$WORK/pruned_student.txt"
   data=$(student_data "$best")
   case $PRUNE_OBJECTIVE:$best in
-    own:student_seqkd_seqinter) data=$BIN objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
+    own:student_seqkd_seqinter) objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
                                 --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
     own:*) objective=("${NLL[@]}") ;;
-    word_kd:*) [ "$best" = student_seqkd_seqinter ] && data=$BIN
-               objective=(--criterion word_kd $(word_kd_teacher "$(topk_dir "$data")") --kd-alpha "$KD_ALPHA"
-                          --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING") ;;
+    word_kd:*) word_kd_objective "$data"; objective=("${OBJECTIVE[@]}") ;;
   esac
   for r in $PRUNE_RATIOS; do
     # translation_prune logs the sparsity table
@@ -272,7 +278,8 @@ pipeline_stages() {
       *) die "unknown student '$s' in STUDENTS (known: nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd)" ;;
     esac
   done
-  # PRUNE_OBJECTIVE=word_kd reads the teacher's cache over the pruned student's targets (gold for Seq-Inter)
+  # PRUNE_OBJECTIVE=word_kd reads the teacher's cache over the pruned student's data; the student is chosen
+  # only in the prune stage, so both caches its candidates may need
   if [ "$PRUNE_OBJECTIVE" = word_kd ] && [ "$WORD_KD_TEACHER" != online ]; then
     echo topk
     case " $STUDENTS " in *" seqkd "*|*" seqkd_word_kd "*) echo topk_seqkd ;; esac

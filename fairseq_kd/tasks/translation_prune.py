@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 import torch
+from fairseq import checkpoint_utils
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
@@ -108,8 +109,6 @@ class TranslationPruneTask(TranslationSeqInterTask):
     def begin_valid_epoch(self, epoch, model):
         super().begin_valid_epoch(epoch, model)
         if not self.best_counts:  # the best loss so far was measured on a less-pruned model
-            from fairseq import checkpoint_utils
-
             if hasattr(checkpoint_utils.save_checkpoint, "best"):
                 del checkpoint_utils.save_checkpoint.best
                 logger.info("validation at %.2f%% sparsity: the best loss of less-pruned models is forgotten",
