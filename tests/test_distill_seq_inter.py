@@ -1,6 +1,7 @@
 """Seq-KD data (fairseq-kd-distill), the Seq-Inter selection rule, the translation_seq_inter task and
 the seq_inter criterion."""
 import filecmp
+import shutil
 import signal
 import subprocess
 import time
@@ -106,6 +107,32 @@ def test_distill_bad_inputs(tiny_data, tiny_teacher, tmp_path, change, message):
         cmd[cmd.index(flag) + 1] = value
     proc = run(cmd, check=False)
     assert proc.returncode != 0 and message in proc.stderr.strip().splitlines()[-1], proc.stderr[-500:]
+
+
+def test_degenerate_hypotheses_are_replaced_by_gold(distilled, tiny_data, tiny_teacher, tmp_path):
+    """A best or selected hypothesis longer than a x source + b tokens (a failed decode) becomes the gold target
+    and is counted; --merge redoes it with other thresholds from the decoded chunks."""
+    src = [len(line.split()) for line in lines(distilled / "train.src")]
+    gold = lines(tiny_data.parent / "raw" / "train.tgt")
+    top1 = [r.split("\t")[3] for r in lines(distilled / "train.nbest.tgt") if r.split("\t")[1] == "0"]
+    # the default (2 x source + 10) leaves this decent teacher's hypotheses alone
+    assert lines(distilled / "train.tgt") == top1
+    shutil.copytree(distilled / "work", tmp_path / "work")
+    out = run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--merge", "--degenerate-len-a", "0.5",
+                          "--degenerate-len-b", "2")).stdout
+    for corpus, before in (("best", top1), ("selected", lines(distilled / "train.selected.tgt"))):
+        after = lines(tmp_path / ("train.tgt" if corpus == "best" else "train.selected.tgt"))
+        long = [len(h.split()) > 0.5 * n + 2 for h, n in zip(before, src)]
+        assert 0 < sum(long) < len(long), "the thresholds must split the corpus for this test to mean something"
+        assert after == [g if bad else h for h, g, bad in zip(before, gold, long)]
+        assert f"{sum(long)} {corpus}" in out
+    assert "replaced by the gold target" in out
+    assert filecmp.cmp(distilled / "train.nbest.tgt", tmp_path / "train.nbest.tgt", shallow=False)
+    assert not filecmp.cmp(distilled / "bin" / "train.src-tgt.tgt.bin", tmp_path / "bin" / "train.src-tgt.tgt.bin",
+                           shallow=False)
+    proc = run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--merge", "--degenerate-len-a", "-1"), check=False)
+    assert proc.returncode != 0
+    assert "--degenerate-len-a must be >= 0 (0: off), got -1" in proc.stderr.strip().splitlines()[-1]
 
 
 # ---- selection rule ---------------------------------------------------------------------------------

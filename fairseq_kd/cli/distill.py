@@ -15,6 +15,12 @@ line, and counted):
     OUT/bin/                      the data's dictionaries, <subset> binarized with them (distilled target, original
                                   source), every other split copied, and <subset>.selected.* when selected:
                                   `fairseq-train OUT/bin` trains on the distilled corpus directly.
+A failed decode is not a training target: a best (or selected) hypothesis longer than
+--degenerate-len-a x source length + --degenerate-len-b tokens (default 2 x source + 10; a teacher caught in a
+repetition loop runs to fairseq's length limit) is replaced by the gold target in the Seq-KD and selected corpora
+and counted (the n-best file keeps what the teacher wrote; without gold targets it is kept and counted).
+--degenerate-len-a 0 turns this off. It is applied when the outputs are written, so `--merge` with other values
+redoes it without decoding again.
 Resumable: chunks of --chunk-size sentences are written atomically to OUT/work; a rerun continues with the
 first missing one. Shards (--shard-id/--num-shards, same OUT) split the chunks; `--merge` checks that every
 chunk is there and writes the outputs (a single-shard run merges by itself).
@@ -46,7 +52,16 @@ def own_options():
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="only check completeness and write the outputs")
     p.add_argument("--select-closest", action="store_true", help="also write the Seq-Inter selected corpus")
+    p.add_argument("--degenerate-len-a", type=float, default=2.0,
+                   help="a hypothesis longer than A x source tokens + B is a failed decode, replaced by the gold "
+                        "target (0: off)")
+    p.add_argument("--degenerate-len-b", type=int, default=10)
     return p
+
+
+def degenerate(hyp_tokens: int, src_tokens: int, a: float, b: int) -> bool:
+    """A hypothesis too long for its source: a failed decode (repetition loop), not a training target."""
+    return a > 0 and hyp_tokens > a * src_tokens + b
 
 
 def check_search(cfg):
@@ -102,14 +117,24 @@ def merge(job, task, cfg, dataset, opts):
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
     subset, out = cfg.dataset.gen_subset, opts.destdir
     src_lines, best, nbest_lines, selected = [], [], [], []
+    n_degenerate = {"best": 0, "selected": 0}
+
+    def target(text, src_tokens, gold, corpus):
+        if not degenerate(len(text.split()), src_tokens, opts.degenerate_len_a, opts.degenerate_len_b):
+            return text
+        n_degenerate[corpus] += 1
+        return text if gold is None else gold
+
     for sid, hyps in job.items():
         src_lines.append(task.source_dictionary.string(dataset.src[sid]))
-        best.append(hyps[0][0])
+        src_tokens = len(dataset.src[sid]) - 1  # without </s>
+        gold = None if dataset.tgt is None else task.target_dictionary.string(dataset.tgt[sid])
+        best.append(target(hyps[0][0], src_tokens, gold, "best"))
         nbest_lines.extend(f"{sid}\t{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(hyps))
         if opts.select_closest:
-            gold = inference.detokenize(task.target_dictionary.string(dataset.tgt[sid]), cfg)
             detok = [(inference.detokenize(t, cfg), s) for t, s in hyps]
-            selected.append(hyps[select_closest(detok, gold)[0]][0])
+            chosen = hyps[select_closest(detok, inference.detokenize(gold, cfg))[0]][0]
+            selected.append(target(chosen, src_tokens, gold, "selected"))
     write_text(os.path.join(out, f"{subset}.{src}"), src_lines)
     write_text(os.path.join(out, f"{subset}.{tgt}"), best)
     if cfg.generation.nbest > 1:
@@ -129,7 +154,11 @@ def merge(job, task, cfg, dataset, opts):
     if opts.select_closest:
         binarize(selected, task.target_dictionary, os.path.join(bin_dir, f"{subset}.selected.{src}-{tgt}.{tgt}"))
     empty = sum(1 for line in best if not line.strip())
-    print(f"wrote {out}: {len(best)} sentences ({empty} empty hypotheses), binarized in {bin_dir}")
+    fate = "kept: the subset has no gold targets" if dataset.tgt is None else "replaced by the gold target"
+    print(f"wrote {out}: {len(best)} sentences ({empty} empty hypotheses; {n_degenerate['best']} best"
+          + (f" and {n_degenerate['selected']} selected" if opts.select_closest else "")
+          + f" longer than {opts.degenerate_len_a:g} x source + {opts.degenerate_len_b} tokens, {fate}), "
+          f"binarized in {bin_dir}")
 
 
 def main(argv=None):
@@ -139,6 +168,8 @@ def main(argv=None):
     opts, rest = parsed
     if opts.num_shards < 1:
         raise FairseqKDError(f"--num-shards must be >= 1, got {opts.num_shards}")
+    if opts.degenerate_len_a < 0:
+        raise FairseqKDError(f"--degenerate-len-a must be >= 0 (0: off), got {opts.degenerate_len_a:g}")
     cfg = inference.generation_cfg(rest)
     check_search(cfg)
     task = inference.setup(cfg)
