@@ -3,7 +3,8 @@ over {name: tensor} dicts; masks are bool tensors, True = kept.
 
 A *class* is one weight matrix (See et al.'s classes: each embedding, each LSTM layer's input and
 recurrent matrices, attention, output projection). Prunable by default: every parameter with two or
-more dimensions (embeddings included); biases too with `prune_biases`.
+more dimensions (embeddings included); biases too with `prune_biases`; parameters whose name matches the
+`exclude` regular expression (re.search) stay dense, e.g. "embed_tokens" keeps the embeddings whole.
 
     class-blind         one threshold over all prunable weights: the round(r * N) smallest |w| go
     class-uniform       the same ratio r inside every class
@@ -12,7 +13,8 @@ more dimensions (embeddings included); biases too with `prune_biases`.
 Gradual schedule (Zhu & Gupta 2017): sparsity at update u is r * (1 - (1 - (u - u0) / n)^3) for
 u0 <= u <= u0 + n, then r.
 """
-from typing import Dict, Iterable, Tuple
+import re
+from typing import Dict, Iterable, Optional, Pattern, Tuple
 
 import torch
 
@@ -31,14 +33,32 @@ def check_scheme(scheme: str):
         raise FairseqKDError(f"--prune-scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
 
 
-def prunable(named: Iterable[Tuple[str, torch.Tensor]], prune_biases: bool = False) -> Dict[str, torch.Tensor]:
-    """The tensors pruning applies to, by name (floating point; matrices, and biases if asked)."""
-    out = {}
+def check_exclude(exclude: Optional[str]) -> Optional[Pattern]:
+    """The compiled --prune-exclude expression (None: nothing excluded)."""
+    if not exclude:
+        return None
+    try:
+        return re.compile(exclude)
+    except re.error as e:
+        raise FairseqKDError(f"--prune-exclude is not a valid regular expression ({e}): {exclude!r}")
+
+
+def prunable(named: Iterable[Tuple[str, torch.Tensor]], prune_biases: bool = False,
+             exclude: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The tensors pruning applies to, by name (floating point; matrices, and biases if asked; not those
+    whose name matches `exclude`)."""
+    pattern = check_exclude(exclude)
+    out, excluded = {}, []
     for name, t in named:
         if not torch.is_floating_point(t):
             continue
         if t.dim() >= 2 or (prune_biases and t.dim() == 1 and "bias" in name):
-            out[name] = t
+            if pattern is not None and pattern.search(name):
+                excluded.append(name)
+            else:
+                out[name] = t
+    if not out and excluded:
+        raise FairseqKDError(f"--prune-exclude {exclude!r} matches every prunable weight ({', '.join(excluded)})")
     return out
 
 

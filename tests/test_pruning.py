@@ -204,3 +204,51 @@ def test_checkpoint_best_is_at_the_final_sparsity(tiny_data, tiny_teacher, tmp_p
     assert "the best loss of less-pruned models is forgotten" in log
     losses = [float(line.split("| loss ")[1].split()[0]) for line in log.splitlines() if "valid on 'valid'" in line]
     assert losses[0] < min(losses[-2:])  # the less-pruned first validation was better, and is not kept
+
+
+# ---- --prune-exclude ----------------------------------------------------------------------------------
+
+def test_exclude_keeps_matching_weights_dense(tiny_task):
+    model = build_model(tiny_task, arch="kd_lstm_1x32", seed=0)
+    weights = pruning.prunable(model.named_parameters(), exclude="embed_tokens")
+    every = pruning.prunable(model.named_parameters())
+    embeddings = {n for n in every if "embed_tokens" in n}
+    assert embeddings and set(weights) == set(every) - embeddings
+    masks = pruning.compute_masks(weights, 0.8, "class-blind")
+    assert abs(pruning.overall_sparsity(masks) - 0.8) <= 0.005
+
+
+@pytest.mark.parametrize("exclude,message", [
+    ("embed_(", "--prune-exclude is not a valid regular expression"),
+    (".", "--prune-exclude '.' matches every prunable weight"),
+])
+def test_bad_exclude(tiny_task, exclude, message):
+    with pytest.raises(FairseqKDError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        pruning.prunable(build_model(tiny_task).named_parameters(), exclude=exclude)
+
+
+def test_exclude_in_the_cli_and_the_task(tiny_data, tiny_teacher, tmp_path):
+    run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--prune-exclude", "embed_tokens",
+         "--output", tmp_path / "oneshot.pt"])
+    before = torch.load(tiny_teacher, map_location="cpu")["model"]
+    got, _ = zero_pattern(tmp_path / "oneshot.pt")
+    for name, zeros in got.items():
+        if "embed_tokens" in name:
+            assert torch.equal(zeros, before[name].eq(0)), name  # untouched
+    rest = [m for n, m in got.items() if "embed_tokens" not in n]
+    assert abs(sum(int(m.sum()) for m in rest) / sum(m.numel() for m in rest) - 0.8) < 0.005
+
+    proc = train(tiny_data, tmp_path / "train", *PRUNE[:-4], "--prune-ratio", "0.8", "--prune-exclude", "embed_tokens",
+                 "--finetune-from-model", tiny_teacher, "--max-update", "4", epochs=10)
+    assert "pruned to 80.00% at update 0" in proc.stdout + proc.stderr
+    got, state = zero_pattern(tmp_path / "train" / "checkpoint_last.pt")
+    for name, zeros in got.items():
+        if "embed_tokens" in name:
+            assert torch.equal(zeros, before[name].eq(0)), name  # trained, never pruned (the padding row is 0)
+    rest = [m for n, m in got.items() if "embed_tokens" not in n]
+    assert abs(sum(int(m.sum()) for m in rest) / sum(m.numel() for m in rest) - 0.8) < 0.005
+
+    proc = run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--prune-exclude", "[",
+                "--output", tmp_path / "x.pt"], check=False)
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "fairseq_kd: error: --prune-exclude is not a valid regular expression")

@@ -45,6 +45,8 @@ class PruneConfig(SeqInterConfig):
     prune_ratio: float = field(default=0.0, metadata={"help": "fraction of prunable weights set to zero, in [0, 1)"})
     prune_scheme: PRUNE_SCHEMES = field(default="class-blind", metadata={"help": "magnitude pruning scheme"})
     prune_biases: bool = field(default=False, metadata={"help": "also prune biases (default: weight matrices only)"})
+    prune_exclude: str = field(default="", metadata={
+        "help": "regular expression: weights whose name matches stay dense (e.g. 'embed_tokens')"})
     prune_schedule: PRUNE_SCHEDULES = field(default="one-shot", metadata={
         "help": "prune once, or on Zhu & Gupta's cubic schedule over --prune-steps updates"})
     prune_start_update: int = field(default=0, metadata={"help": "update at which pruning starts"})
@@ -64,9 +66,13 @@ class TranslationPruneTask(TranslationSeqInterTask):
         super().__init__(cfg, src_dict, tgt_dict)
         pruning.check_ratio(cfg.prune_ratio)
         pruning.check_scheme(str(cfg.prune_scheme))
+        pruning.check_exclude(cfg.prune_exclude)
         self.masks: Dict[str, torch.Tensor] = {}
         self.mask_sparsity = 0.0
         self.best_counts = False  # whether the previous validation saw the final sparsity
+
+    def prunable(self, model):
+        return pruning.prunable(unwrap(model).named_parameters(), self.cfg.prune_biases, self.cfg.prune_exclude)
 
     # ---- when masks are (re)computed ---------------------------------------------------------------
     def target_sparsity(self, update_num: int) -> float:
@@ -86,7 +92,7 @@ class TranslationPruneTask(TranslationSeqInterTask):
 
     def update_masks(self, model, update_num: int):
         sparsity = self.target_sparsity(update_num)
-        weights = pruning.prunable(unwrap(model).named_parameters(), self.cfg.prune_biases)
+        weights = self.prunable(model)
         self.masks = pruning.compute_masks(weights, sparsity, str(self.cfg.prune_scheme))
         self.mask_sparsity = sparsity
         logger.info("pruned to %.2f%% at update %d (%s):\n%s", 100 * pruning.overall_sparsity(self.masks), update_num,
@@ -118,7 +124,7 @@ class TranslationPruneTask(TranslationSeqInterTask):
     def restore_masks_from_zeros(self, model, update_num):
         """On resume: fairseq's trainer does not hand the task its saved state, but the restored weights
         carry the masks exactly (pruned entries are 0.0, and kept weights of a trained model are not)."""
-        weights = pruning.prunable(unwrap(model).named_parameters(), self.cfg.prune_biases)
+        weights = self.prunable(model)
         self.masks = {n: w.detach().ne(0) for n, w in weights.items()}
         self.mask_sparsity = self.target_sparsity(update_num)
         self.best_counts = self.at_final_sparsity()  # checkpoints are saved where validation ran
