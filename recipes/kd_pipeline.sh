@@ -21,6 +21,8 @@
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
 # STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
+# Stamps only: a model already trained resumes from $WORK/<model>/checkpoint_last.pt (the log says so), so to
+# retrain one with other settings remove its directory (e.g. rm -r $WORK/pruned_* before STAGE=prune).
 # Every size, epoch count, learning rate and thread count is an environment variable (see the defaults below).
 # Training runs `$TRAIN_CMD` (default fairseq-train): on GPUs fairseq-train uses every visible device by itself;
 # for several nodes set TRAIN_CMD to fairseq's torchrun form and TRAIN_EXTRA to fairseq's distributed options.
@@ -110,6 +112,10 @@ prepare() {
 # then the greedy valid BLEU of the teacher and the students (pruned models are measured by the speed stage)
 train() {
   local name=$1 data=$2 arch=$3 epochs=$4 lr=$5; shift 5
+  # STAGE= clears stamps, not checkpoints: say so, or a redo with other settings silently keeps the old model
+  if [ -f "$WORK/$name/checkpoint_last.pt" ]; then
+    log "$name: resuming from $WORK/$name/checkpoint_last.pt (rm -r $WORK/$name to train it again with new settings)"
+  fi
   # shellcheck disable=SC2086
   $TRAIN_CMD "$data" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --lr "$lr" $OPTIM_ARGS \
     $BATCH_ARGS --max-epoch "$epochs" --no-epoch-checkpoints --no-progress-bar --log-interval 100 --seed 1 \
