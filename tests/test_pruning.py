@@ -99,6 +99,12 @@ def zero_pattern(ckpt):
     return {n: t.eq(0) for n, t in pruning.prunable(state["model"].items()).items()}, state
 
 
+def zero_fraction(patterns):
+    """Fraction of zero entries over zero patterns (True = 0)."""
+    patterns = list(patterns)
+    return sum(int(m.sum()) for m in patterns) / sum(m.numel() for m in patterns)
+
+
 @pytest.fixture(scope="module")
 def pruned_run(tiny_data, tiny_teacher, tmp_path_factory):
     save = tmp_path_factory.mktemp("pruned")
@@ -121,7 +127,7 @@ def test_masks_hold_after_training_steps(pruned_run):
     # and the kept weights really trained
     moved = sum(int((t != 0).sum()) for t in pruning.prunable(state["model"].items()).values())
     assert moved > 0 and "pruned to 60.00%" in proc.stdout + proc.stderr
-    assert abs(sum(int(m.sum()) for m in got.values()) / sum(m.numel() for m in got.values()) - 0.6) < 0.005
+    assert abs(zero_fraction(got.values()) - 0.6) < 0.005
     assert start.keys() == got.keys()
 
 
@@ -160,7 +166,7 @@ def test_gradual_schedule_reaches_the_ratio(tiny_data, tiny_teacher, tmp_path):
     log = proc.stdout + proc.stderr
     assert "pruned to 50.00% at update 6" in log and "at update 2" in log
     got, _ = zero_pattern(tmp_path / "checkpoint_last.pt")
-    assert abs(sum(int(m.sum()) for m in got.values()) / sum(m.numel() for m in got.values()) - 0.5) < 0.005
+    assert abs(zero_fraction(got.values()) - 0.5) < 0.005
 
 
 def test_prune_cli_bad_inputs(tiny_teacher, tmp_path):
@@ -172,11 +178,16 @@ def test_prune_cli_bad_inputs(tiny_teacher, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_prune_task_bad_ratio(tiny_data, tmp_path):
+@pytest.mark.parametrize("option,message", [
+    (["--prune-ratio", "1.5"], "fairseq_kd: error: --prune-ratio must be in [0, 1), got 1.5"),
+    (["--prune-exclude", "["], "fairseq_kd: error: --prune-exclude is not a valid regular expression "
+                               "(unterminated character set at position 0): '['"),
+])
+def test_prune_task_bad_options(tiny_data, tmp_path, option, message):
     proc = run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--save-dir", tmp_path, "--cpu",
-                "--task", "translation_prune", "--arch", "kd_lstm_1x32", "--prune-ratio", "1.5",
+                "--task", "translation_prune", "--arch", "kd_lstm_1x32", *option,
                 "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "300"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: --prune-ratio must be in [0, 1), got 1.5"
+    assert proc.stderr.strip().splitlines()[-1] == message
 
 
 def test_prune_task_refuses_a_checkpoint_of_another_architecture(tiny_data, tiny_teacher, tmp_path):
@@ -200,7 +211,7 @@ def test_checkpoint_best_is_at_the_final_sparsity(tiny_data, tiny_teacher, tmp_p
                  "--lr", "1e-7", "--lr-scheduler", "fixed", epochs=6)
     log = proc.stdout + proc.stderr
     got, _ = zero_pattern(tmp_path / "checkpoint_best.pt")
-    assert abs(sum(int(m.sum()) for m in got.values()) / sum(m.numel() for m in got.values()) - 0.9) < 0.005
+    assert abs(zero_fraction(got.values()) - 0.9) < 0.005
     assert "the best loss of less-pruned models is forgotten" in log
     losses = [float(line.split("| loss ")[1].split()[0]) for line in log.splitlines() if "valid on 'valid'" in line]
     assert losses[0] < min(losses[-2:])  # the less-pruned first validation was better, and is not kept
@@ -228,25 +239,23 @@ def test_bad_exclude(tiny_task, exclude, message):
 
 
 def test_exclude_in_the_cli_and_the_task(tiny_data, tiny_teacher, tmp_path):
+    before = torch.load(tiny_teacher, map_location="cpu")["model"]
+
+    def embeddings_untouched_rest_80(ckpt):
+        got, _ = zero_pattern(ckpt)
+        for name, zeros in got.items():
+            if "embed_tokens" in name:
+                assert torch.equal(zeros, before[name].eq(0)), name  # never pruned (the padding row is 0)
+        assert abs(zero_fraction(m for n, m in got.items() if "embed_tokens" not in n) - 0.8) < 0.005
+
     run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--prune-exclude", "embed_tokens",
          "--output", tmp_path / "oneshot.pt"])
-    before = torch.load(tiny_teacher, map_location="cpu")["model"]
-    got, _ = zero_pattern(tmp_path / "oneshot.pt")
-    for name, zeros in got.items():
-        if "embed_tokens" in name:
-            assert torch.equal(zeros, before[name].eq(0)), name  # untouched
-    rest = [m for n, m in got.items() if "embed_tokens" not in n]
-    assert abs(sum(int(m.sum()) for m in rest) / sum(m.numel() for m in rest) - 0.8) < 0.005
+    embeddings_untouched_rest_80(tmp_path / "oneshot.pt")
 
     proc = train(tiny_data, tmp_path / "train", *PRUNE[:-4], "--prune-ratio", "0.8", "--prune-exclude", "embed_tokens",
                  "--finetune-from-model", tiny_teacher, "--max-update", "4", epochs=10)
     assert "pruned to 80.00% at update 0" in proc.stdout + proc.stderr
-    got, state = zero_pattern(tmp_path / "train" / "checkpoint_last.pt")
-    for name, zeros in got.items():
-        if "embed_tokens" in name:
-            assert torch.equal(zeros, before[name].eq(0)), name  # trained, never pruned (the padding row is 0)
-    rest = [m for n, m in got.items() if "embed_tokens" not in n]
-    assert abs(sum(int(m.sum()) for m in rest) / sum(m.numel() for m in rest) - 0.8) < 0.005
+    embeddings_untouched_rest_80(tmp_path / "train" / "checkpoint_last.pt")  # trained 4 updates
 
     proc = run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--prune-exclude", "[",
                 "--output", tmp_path / "x.pt"], check=False)
