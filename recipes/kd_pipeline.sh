@@ -17,7 +17,8 @@
 #                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets)
 #   compress         every model without optimizer state (models/, the dense fp32 files), and the
 #                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
-#   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU) and batch 1
+#   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps)
+#                    and batch 1
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
 # STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
@@ -252,7 +253,7 @@ speed() {
     models+=(--path "$WORK/models/$m.pt" --name "$m")
   done
   local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
-                --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}")
+                --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}" --hyp-dir "$WORK/hyps")
   # shellcheck disable=SC2206
   common+=($GEN_ARGS $SPEED_GEN_ARGS)
   [ "$SPEED_INTERLEAVE" = 1 ] && common+=(--interleave)

@@ -12,6 +12,9 @@ Targets (Kim & Rush 2016 claims, measured on this run's test set):
   4. pruning and compression (issue #8): 80% pruned within 0.3 BLEU of unpruned and 90% within 1.0 (greedy and
      beam; unpruned = the student retrained unpruned, pruned_0.0, when the run has it); the 80% model as
      sparse+int8: file <= 0.15x the dense fp32 file, <= 0.3 BLEU lost, >= 1.5x greedy words/s
+Status is by the measured difference. When the speed stage kept its hypotheses (fairseq-kd-speed --hyp-dir), the
+BLEU differences of target 4 also get the 95 % confidence interval and p-value of sacreBLEU's paired bootstrap test
+(fairseq_kd/significance.py): on 1,000 sentences a few tenths of BLEU can be chance.
 """
 import argparse
 import json
@@ -38,10 +41,30 @@ def stage_times(path):
     return times
 
 
-def target(name, ok, measured, goal):
-    if ok is None:
-        return {"target": name, "status": "not measured", "measured": measured, "goal": goal}
-    return {"target": name, "status": "met" if ok else "not met", "measured": measured, "goal": goal}
+def target(name, ok, measured, goal, test=None):
+    out = {"target": name, "status": "not measured" if ok is None else "met" if ok else "not met",
+           "measured": measured, "goal": goal}
+    if test is not None:
+        out["paired_bs"] = test
+    return out
+
+
+def versus(score, base, test=None):
+    """'24.91 vs 25.41 (-0.50)', with the paired bootstrap's 95 % CI and p-value of the difference if tested."""
+    extra = "" if test is None else f", 95% CI {test['ci95'][0]:+.2f}..{test['ci95'][1]:+.2f}, p = {test['p_value']:.3f}"
+    return f"{score:.2f} vs {base:.2f} ({score - base:+.2f}{extra})"
+
+
+def paired_test(data, base, system):
+    """sacreBLEU's paired bootstrap test of two rows' hypotheses (None unless the speed stage wrote them)."""
+    if not (base and system and "hypotheses" in base and "hypotheses" in system and data.get("ref")):
+        return None
+    from fairseq_kd import significance
+    from fairseq_kd.cli.score import detokenize, read_lines
+    detok = data.get("detok")
+    base_hyps, sys_hyps, refs = (detokenize(read_lines(p), detok)
+                                 for p in (base["hypotheses"], system["hypotheses"], data["ref"]))
+    return significance.paired_bootstrap(base_hyps, sys_hyps, refs[:len(base_hyps)])
 
 
 def targets(batched, batch1, pruned_student, compress_ratio):
@@ -74,11 +97,14 @@ def targets(batched, batch1, pruned_student, compress_ratio):
         out.append(target(f"Seq-KD student greedy >= 20x teacher beam {beam} words/s ({label})",
                           None if None in (s, t) else s >= 20 * t,
                           None if None in (s, t) else f"{s:.0f} vs {t:.0f} words/s ({s / t:.1f}x)", ">= 20x"))
-    out += pruning_targets(b, b1, bleu, wps, pruned_student, compress_ratio, beam, bs)
+    def test(base, system, k):
+        return paired_test(batched["data"], b.get((base, k, bs)), b.get((system, k, bs)))
+
+    out += pruning_targets(b, b1, bleu, wps, test, pruned_student, compress_ratio, beam, bs)
     return out
 
 
-def pruning_targets(b, b1, bleu, wps, pruned_student, compress_ratio, beam, bs):
+def pruning_targets(b, b1, bleu, wps, test, pruned_student, compress_ratio, beam, bs):
     """Issue #8's targets. "Unpruned" is the same student retrained unpruned (pruned_0.0, as the pruned ones
     are retrained) when the run has it, else the student the pruned models come from; both are shown."""
     out = []
@@ -86,14 +112,15 @@ def pruning_targets(b, b1, bleu, wps, pruned_student, compress_ratio, beam, bs):
     for ratio, goal in (("0.8", 0.3), ("0.9", 1.0)):
         for k in (1, beam):
             u, p, orig = bleu(reference, k), bleu(f"pruned_{ratio}", k), bleu(pruned_student, k)
-            measured = None
+            measured = paired = None
             if None not in (u, p):
-                measured = f"{p:.2f} vs {u:.2f} ({p - u:+.2f})"
+                paired = test(reference, f"pruned_{ratio}", k)
+                measured = versus(p, u, paired)
                 if reference != pruned_student and orig is not None:
                     measured += f"; vs {pruned_student} {orig:.2f} ({p - orig:+.2f})"
             out.append(target(f"{float(ratio):.0%} pruned within {goal} BLEU of unpruned "
                               f"({'greedy' if k == 1 else f'beam {k}'})",
-                              None if measured is None else p >= u - goal, measured, f">= -{goal}"))
+                              None if measured is None else p >= u - goal, measured, f">= -{goal}", paired))
     dense, small = f"pruned_{compress_ratio}", f"pruned_{compress_ratio}_sparse_int8"
     d, q = b.get((dense, 1, bs)), b.get((small, 1, bs))
     ratio = q["file_size_bytes"] / d["file_size_bytes"] if d and q else None
@@ -102,9 +129,10 @@ def pruning_targets(b, b1, bleu, wps, pruned_student, compress_ratio, beam, bs):
                                                  f"({ratio:.3f}x)", "<= 0.15x"))
     for k in (1, beam):
         u, p = bleu(dense, k), bleu(small, k)
+        paired = None if None in (u, p) else test(dense, small, k)
         out.append(target(f"sparse+int8 loses <= 0.3 BLEU ({'greedy' if k == 1 else f'beam {k}'})",
                           None if None in (u, p) else p >= u - 0.3,
-                          None if None in (u, p) else f"{p:.2f} vs {u:.2f} ({p - u:+.2f})", ">= -0.3"))
+                          None if None in (u, p) else versus(p, u, paired), ">= -0.3", paired))
     for label, rows, size in (("batched", b, bs), ("batch 1", b1, 1)):
         u, p = wps(rows, dense, 1, size), wps(rows, small, 1, size)
         out.append(target(f"sparse+int8 greedy >= 1.5x dense fp32 words/s ({label})",

@@ -77,6 +77,12 @@ def test_smoke_table_has_every_model(smoke_run):
         assert f"| {model} |" in table, model
     assert "sacreBLEU signature: `nrefs:1" in md
     assert {t["status"] for t in results["targets"]} <= {"met", "not met"} and len(results["targets"]) == 13
+    # the BLEU differences of the pruning and compression targets come with sacreBLEU's paired bootstrap test
+    tested = [t for t in results["targets"] if "pruned within" in t["target"] or "loses <=" in t["target"]]
+    assert len(tested) == 6
+    for t in tested:
+        assert t["paired_bs"]["ci95"][0] <= t["paired_bs"]["delta"] <= t["paired_bs"]["ci95"][1], t
+        assert f"{t['paired_bs']['delta']:+.2f}, 95% CI" in t["measured"] and "p = " in t["measured"]
     assert (work / "results.png").stat().st_size > 1000 and "![BLEU vs speed](results.png)" in md
     # the pruned models really are sparse, the compressed ones really are smaller
     rows = {r["model"]: r for r in results["batched"]["results"]}

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from fairseq_kd.cli import table
+from fairseq_kd.cli import score, table
 from fairseq_kd.errors import FairseqKDError
 
 from conftest import USER_DIR, run, tool
@@ -16,7 +16,8 @@ def speed_json(tiny_data, tiny_teacher, tmp_path_factory):
     ref = tiny_data.parent / "raw" / "test.tgt"
     run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--name", "teacher",
          "--gen-subset", "test", "--beam", "1", "2", "--batch-size", "1", "8", "--threads", "1", "--cpu",
-         "--max-sentences", "12", "--warmup", "1", "--repeats", "2", "--ref", ref, "--output", out])
+         "--max-sentences", "12", "--warmup", "1", "--repeats", "2", "--ref", ref, "--output", out,
+         "--hyp-dir", out.parent / "hyps"])
     return json.loads(out.read_text())
 
 
@@ -41,6 +42,27 @@ def test_speed_json_fields(speed_json, tiny_teacher):
             assert "latency_ms_p50" not in r
     # greedy and beam rows at different batch sizes decode the same sentences the same way
     assert rows[0]["bleu"] == rows[1]["bleu"]
+
+
+def test_speed_hyp_dir_keeps_what_was_scored(speed_json, tiny_data, tmp_path, capsys):
+    """--hyp-dir: each row's hypotheses, scored by fairseq-kd-score --text, give the row's BLEU."""
+    ref = tmp_path / "ref12.txt"
+    ref.write_text("".join((tiny_data.parent / "raw" / "test.tgt").read_text().splitlines(True)[:12]))
+    assert speed_json["data"]["detok"] is None
+    rows = speed_json["results"]
+    for r in rows:
+        hyps = r["hypotheses"]
+        assert hyps.endswith(f"hyps/teacher.beam{r['beam']}.batch{r['batch_size']}.txt")
+        assert len(open(hyps).read().splitlines()) == 12
+        out = tmp_path / "bleu.json"
+        score.main([hyps, "--text", "--ref", str(ref), "--json", str(out)])
+        assert json.loads(out.read_text())["bleu"] == r["bleu"]
+    # greedy at batch 1 and batch 8 decode the same hypotheses: no difference, p = 1
+    out = tmp_path / "compare.json"
+    score.main([rows[0]["hypotheses"], rows[1]["hypotheses"], "--text", "--ref", str(ref), "--paired-bs",
+                "--samples", "50", "--json", str(out)])
+    test = json.loads(out.read_text())[1]["paired_bs"]
+    assert (test["delta"], test["ci95"], test["p_value"]) == (0, [0, 0], 1.0)
 
 
 def test_speed_interleaved_repeats_give_the_same_rows(speed_json, tiny_data, tiny_teacher, tmp_path):

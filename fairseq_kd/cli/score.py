@@ -1,18 +1,25 @@
-"""fairseq-kd-score: sacreBLEU of a fairseq-generate output against raw references.
+"""fairseq-kd-score: sacreBLEU of fairseq-generate outputs against raw references, and whether two differ.
 
     fairseq-generate ... --post-process sentencepiece > gen.out
     fairseq-kd-score gen.out --ref test2016.de [--detok moses] [--json bleu.json]
+    fairseq-kd-score base.out pruned.out --ref test2016.de --paired-bs [--json compare.json]
 
-Hypotheses are the detokenized `D-<id>` lines, put back in corpus order by id. `--detok moses`
-additionally runs sacremoses' detokenizer (for Moses-tokenized corpora). Prints the score with its
-sacreBLEU signature.
+Hypotheses are the detokenized `D-<id>` lines, put back in corpus order by id (`--text`: the inputs are
+plain hypotheses, one a line, as `fairseq-kd-speed --hyp-dir` writes them). `--detok moses` additionally
+runs sacremoses' detokenizer (for Moses-tokenized corpora). Prints each score with its sacreBLEU signature.
+
+With several inputs and `--paired-bs`, each one after the first is compared with the first by paired
+bootstrap resampling (fairseq_kd/significance.py, the test of `sacrebleu --paired-bs`): the BLEU difference,
+its 95 % confidence interval and the p-value, over `--samples` resamples of the test sentences.
 """
 import argparse
 import json
+import os
 
 import sacrebleu
 from sacremoses import MosesDetokenizer
 
+from .. import significance
 from ..errors import FairseqKDError
 
 
@@ -26,14 +33,27 @@ def read_hypotheses(gen_path):
     return [hyps[i] for i in sorted(hyps)], hyps
 
 
-def corpus_bleu(hypotheses, references, detok=None, lang="de"):
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def detokenize(lines, detok=None, lang="de"):
+    if detok != "moses":
+        return list(lines)
+    md = MosesDetokenizer(lang=lang)
+    return [md.detokenize(line.split()) for line in lines]
+
+
+def check_aligned(hypotheses, references, what="the generate output"):
     if len(hypotheses) != len(references):
         raise FairseqKDError(f"{len(hypotheses)} hypotheses but {len(references)} references: "
-                             f"the generate output does not cover the reference file")
-    if detok == "moses":
-        md = MosesDetokenizer(lang=lang)
-        hypotheses = [md.detokenize(h.split()) for h in hypotheses]
-        references = [md.detokenize(r.split()) for r in references]
+                             f"{what} does not cover the reference file")
+
+
+def corpus_bleu(hypotheses, references, detok=None, lang="de"):
+    check_aligned(hypotheses, references)
+    hypotheses, references = detokenize(hypotheses, detok, lang), detokenize(references, detok, lang)
     bleu = sacrebleu.metrics.BLEU()
     result = bleu.corpus_score(hypotheses, [references])
     return {"bleu": round(result.score, 2), "signature": str(bleu.get_signature()),
@@ -43,23 +63,48 @@ def corpus_bleu(hypotheses, references, detok=None, lang="de"):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fairseq-kd-score", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("generate_output")
+    parser.add_argument("outputs", nargs="+", metavar="OUTPUT",
+                        help="fairseq-generate output(s); with --paired-bs the first is the baseline")
     parser.add_argument("--ref", required=True, help="raw reference file, one sentence a line")
+    parser.add_argument("--text", action="store_true", help="the inputs are plain hypotheses, one a line")
     parser.add_argument("--detok", choices=["moses"], default=None)
     parser.add_argument("--lang", default="de", help="target language for --detok moses")
-    parser.add_argument("--json", help="also write the result here")
-    parser.add_argument("--name", default=None, help="label printed with the score")
+    parser.add_argument("--paired-bs", action="store_true",
+                        help="compare every input after the first with the first (paired bootstrap resampling)")
+    parser.add_argument("--samples", type=int, default=significance.DEFAULT_SAMPLES, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=significance.DEFAULT_SEED)
+    parser.add_argument("--json", help="also write the result(s) here")
+    parser.add_argument("--name", action="append", default=[], help="label of each input (default: file name)")
     args = parser.parse_args(argv)
-    hyps, _ = read_hypotheses(args.generate_output)
-    with open(args.ref, encoding="utf-8") as f:
-        refs = [line.rstrip("\n") for line in f]
-    result = corpus_bleu(hyps, refs, args.detok, args.lang)
-    if args.name:
-        result["name"] = args.name
-    print(f"{args.name + ': ' if args.name else ''}BLEU = {result['bleu']:.2f}  ({result['signature']})")
+    if len(args.name) > len(args.outputs):
+        raise FairseqKDError(f"{len(args.name)} --name labels for {len(args.outputs)} inputs")
+    if args.paired_bs and len(args.outputs) < 2:
+        raise FairseqKDError("--paired-bs compares inputs with the first one: give at least two")
+    names = args.name + [os.path.basename(p) for p in args.outputs[len(args.name):]]
+    refs = read_lines(args.ref)
+    systems = []
+    for name, path in zip(names, args.outputs):
+        hyps = read_lines(path) if args.text else read_hypotheses(path)[0]
+        check_aligned(hyps, refs, f"{path}")
+        systems.append((name, hyps))
+
+    results = []
+    for name, hyps in systems:
+        result = dict(corpus_bleu(hyps, refs, args.detok, args.lang), name=name)
+        print(f"{name}: BLEU = {result['bleu']:.2f}  ({result['signature']})")
+        results.append(result)
+    if args.paired_bs:
+        base_name, base = systems[0]
+        base, ref_text = detokenize(base, args.detok, args.lang), detokenize(refs, args.detok, args.lang)
+        print(f"paired bootstrap against {base_name} ({args.samples} resamples, seed {args.seed}):")
+        for (name, hyps), result in zip(systems[1:], results[1:]):
+            test = significance.paired_bootstrap(base, detokenize(hyps, args.detok, args.lang), ref_text,
+                                                 args.samples, args.seed)
+            result["paired_bs"] = dict(test, baseline_name=base_name)
+            print(f"  {name}: {significance.describe(test)}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+            json.dump(results[0] if len(results) == 1 else results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ fairseq-generate) over the first --max-sentences sentences of the subset, in len
 min and max over repeats of target words/s (detokenized words of the hypotheses), subword tokens/s and
 sentences/s; at batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
 checkpoint file size; the process's peak RSS after that row; sacreBLEU and its signature against
---ref (first pass's hypotheses, detokenized by --post-process). Any other fairseq-generate option
+--ref (first pass's hypotheses, detokenized by --post-process); with --hyp-dir those hypotheses are also
+written there, one file per row (NAME.beamB.batchN.txt, its path in the row's "hypotheses"), for
+`fairseq-kd-score --text --paired-bs` to test BLEU differences between rows. Any other fairseq-generate option
 (--lenpen, --max-len-a/b, --fp16, --cpu, ...) applies to every row. `--source-file F --spm-model M`
 decodes raw source text instead of a binarized subset.
 
@@ -48,6 +50,7 @@ def own_options():
                    help="time the repeats round-robin over all rows (keeps every model loaded)")
     p.add_argument("--ref", default=None, help="raw reference file for sacreBLEU")
     p.add_argument("--detok", choices=["moses"], default=None)
+    p.add_argument("--hyp-dir", default=None, help="write each row's hypotheses here (one file per row)")
     p.add_argument("--source-file", default=None, help="raw source text to decode instead of --gen-subset")
     p.add_argument("--spm-model", default=None, help="sentencepiece model that encodes --source-file")
     p.add_argument("--output", required=True)
@@ -146,6 +149,17 @@ class Row:
         return row, [texts[sid][1] for sid in sorted(texts)]
 
 
+def write_hypotheses(hyp_dir, row, hyps):
+    """The row's hypotheses, one a line in subset order, to HYP_DIR/NAME.beamB.batchN.txt; returns the path."""
+    os.makedirs(hyp_dir, exist_ok=True)
+    name = row["model"].replace(os.sep, "_")
+    path = os.path.abspath(os.path.join(hyp_dir, f"{name}.beam{row['beam']}.batch{row['batch_size']}.txt"))
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(h.replace("\n", " ") + "\n" for h in hyps)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def load_measured(cfg, task, path):
     """The model(s) at `path` ready to decode, and the facts of the row: file size and parameter counts
     (for a compressed file, what it stores: its int8 modules hide their weights from parameters())."""
@@ -200,6 +214,8 @@ def main(argv=None):
             bleu = corpus_bleu(hyps, refs, opts.detok, cfg.task.target_lang or "de")
             row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if opts.hyp_dir:
+            row["hypotheses"] = write_hypotheses(opts.hyp_dir, row, hyps)
         bleu_text = "" if refs is None else f"  BLEU {row['bleu']:.2f}"
         print(f"{name:<28} beam {row['beam']:>2} batch {row['batch_size']:>3}: "
               f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
@@ -234,7 +250,7 @@ def main(argv=None):
             "device": "cuda" if use_cuda else "cpu", "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
         },
         "data": {"data": os.path.abspath(cfg.task.data), "subset": subset, "sentences": len(ids),
-                 "ref": os.path.abspath(opts.ref) if opts.ref else None,
+                 "ref": os.path.abspath(opts.ref) if opts.ref else None, "detok": opts.detok,
                  "post_process": cfg.common_eval.post_process, "warmup_batches": opts.warmup, "repeats": opts.repeats,
                  "interleave": opts.interleave},
         "results": results,
