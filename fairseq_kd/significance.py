@@ -15,6 +15,11 @@ DEFAULT_SAMPLES = 1000
 DEFAULT_SEED = 12345  # sacreBLEU's default seed (SACREBLEU_SEED)
 
 
+def _r2(x):
+    """Rounded to 2 decimals, and never -0.00."""
+    return round(float(x), 2) + 0.0
+
+
 def paired_bootstrap(baseline, system, references, n_samples=DEFAULT_SAMPLES, seed=DEFAULT_SEED):
     """BLEU of `system` minus BLEU of `baseline` (both lists of detokenized hypotheses, one reference each).
 
@@ -46,11 +51,8 @@ def paired_bootstrap(baseline, system, references, n_samples=DEFAULT_SAMPLES, se
     p_value = (np.sum(abs_diffs - abs_diffs.mean() > abs(sys_score - base_score)).item() + 1) / (n_samples + 1)
     if list(baseline) == list(system):  # sacreBLEU's test gives 1 / (n + 1) here; identical output cannot differ
         p_value = 1.0
-    def r2(x):  # rounded, and never -0.00
-        return round(float(x), 2) + 0.0
-
-    return {"baseline": r2(base_score), "system": r2(sys_score), "delta": r2(sys_score - base_score),
-            "ci95": [r2(low), r2(high)], "p_value": round(p_value, 4),
+    return {"baseline": _r2(base_score), "system": _r2(sys_score), "delta": _r2(sys_score - base_score),
+            "ci95": [_r2(low), _r2(high)], "p_value": round(p_value, 4),
             "n_samples": n_samples, "seed": seed, "signature": str(bleu.get_signature())}
 
 

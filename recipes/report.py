@@ -97,6 +97,7 @@ def targets(batched, batch1, pruned_student, compress_ratio):
         out.append(target(f"Seq-KD student greedy >= 20x teacher beam {beam} words/s ({label})",
                           None if None in (s, t) else s >= 20 * t,
                           None if None in (s, t) else f"{s:.0f} vs {t:.0f} words/s ({s / t:.1f}x)", ">= 20x"))
+
     def test(base, system, k):
         return paired_test(batched["data"], b.get((base, k, bs)), b.get((system, k, bs)))
 

@@ -82,24 +82,23 @@ def main(argv=None):
         raise FairseqKDError("--paired-bs compares inputs with the first one: give at least two")
     names = args.name + [os.path.basename(p) for p in args.outputs[len(args.name):]]
     refs = read_lines(args.ref)
-    systems = []
+    systems = []  # (name, hypotheses), detokenized once for both the scores and the paired test
     for name, path in zip(names, args.outputs):
         hyps = read_lines(path) if args.text else read_hypotheses(path)[0]
-        check_aligned(hyps, refs, f"{path}")
-        systems.append((name, hyps))
+        check_aligned(hyps, refs, path)
+        systems.append((name, detokenize(hyps, args.detok, args.lang)))
+    refs = detokenize(refs, args.detok, args.lang)
 
     results = []
     for name, hyps in systems:
-        result = dict(corpus_bleu(hyps, refs, args.detok, args.lang), name=name)
+        result = dict(corpus_bleu(hyps, refs), detok=args.detok or "none", name=name)
         print(f"{name}: BLEU = {result['bleu']:.2f}  ({result['signature']})")
         results.append(result)
     if args.paired_bs:
         base_name, base = systems[0]
-        base, ref_text = detokenize(base, args.detok, args.lang), detokenize(refs, args.detok, args.lang)
         print(f"paired bootstrap against {base_name} ({args.samples} resamples, seed {args.seed}):")
         for (name, hyps), result in zip(systems[1:], results[1:]):
-            test = significance.paired_bootstrap(base, detokenize(hyps, args.detok, args.lang), ref_text,
-                                                 args.samples, args.seed)
+            test = significance.paired_bootstrap(base, hyps, refs, args.samples, args.seed)
             result["paired_bs"] = dict(test, baseline_name=base_name)
             print(f"  {name}: {significance.describe(test)}")
     if args.json:

@@ -33,7 +33,7 @@ import torch
 
 from .. import __version__, compression, inference
 from ..errors import FairseqKDError
-from .score import corpus_bleu
+from .score import corpus_bleu, read_lines
 
 
 def own_options():
@@ -82,8 +82,7 @@ def spread(values):
 def raw_source_dataset(task, source_file, spm_model):
     import sentencepiece as spm
 
-    with open(source_file, encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f]
+    lines = read_lines(source_file)
     if not any(lines):
         raise FairseqKDError(f"source file {source_file} is empty")
     sp = spm.SentencePieceProcessor(model_file=spm_model) if spm_model else None
@@ -198,8 +197,7 @@ def main(argv=None):
     ids = inference.subset_ids(dataset, opts.max_sentences)
     refs = None
     if opts.ref:
-        with open(opts.ref, encoding="utf-8") as f:
-            refs = [line.rstrip("\n") for line in f]
+        refs = read_lines(opts.ref)
         if len(refs) != len(dataset):
             raise FairseqKDError(f"--ref has {len(refs)} lines, the subset has {len(dataset)} sentences")
         refs = [refs[i] for i in ids]
