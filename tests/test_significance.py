@@ -78,6 +78,12 @@ def test_score_cli_paired_bs(tmp_path, capsys):
     assert test["baseline_name"] == "base"
     assert test["delta"] == pytest.approx(results[1]["bleu"] - results[0]["bleu"], abs=0.011)
     assert f"sys.txt: {significance.describe(test)}" in printed
+    with pytest.raises(FairseqKDError, match="3 --name labels for 2 inputs"):
+        score.main([str(paths["base"]), str(paths["sys"]), "--text", "--ref", str(paths["ref"]),
+                    "--name", "a", "--name", "b", "--name", "c"])
+    with pytest.raises(FairseqKDError, match="must be positive, got 0"):
+        score.main([str(paths["base"]), str(paths["sys"]), "--text", "--ref", str(paths["ref"]), "--paired-bs",
+                    "--samples", "0"])
     with pytest.raises(FairseqKDError, match="give at least two"):
         score.main([str(paths["base"]), "--text", "--ref", str(paths["ref"]), "--paired-bs"])
     short = tmp_path / "short.txt"
