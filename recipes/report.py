@@ -17,6 +17,7 @@ BLEU differences of target 4 also get the 95 % confidence interval and p-value o
 (fairseq_kd/significance.py): on 1,000 sentences a few tenths of BLEU can be chance.
 """
 import argparse
+import functools
 import json
 import os
 import platform
@@ -55,14 +56,19 @@ def versus(score, base, test=None):
     return f"{score:.2f} vs {base:.2f} ({score - base:+.2f}{extra})"
 
 
+@functools.lru_cache(maxsize=None)
+def detokenized(path, detok):
+    """A file's lines as scored (the reference and a row's hypotheses are each read once per report)."""
+    from fairseq_kd.cli.score import detokenize, read_lines
+    return tuple(detokenize(read_lines(path), detok))
+
+
 def paired_test(data, base, system):
     """sacreBLEU's paired bootstrap test of two rows' hypotheses (None unless the speed stage wrote them)."""
     if not (base and system and "hypotheses" in base and "hypotheses" in system and data.get("ref")):
         return None
     from fairseq_kd import significance
-    from fairseq_kd.cli.score import detokenize, read_lines
-    detok = data.get("detok")
-    base_hyps, sys_hyps, refs = (detokenize(read_lines(p), detok)
+    base_hyps, sys_hyps, refs = (list(detokenized(p, data.get("detok")))
                                  for p in (base["hypotheses"], system["hypotheses"], data["ref"]))
     return significance.paired_bootstrap(base_hyps, sys_hyps, refs[:len(base_hyps)])
 

@@ -94,6 +94,23 @@ def test_speed_bad_inputs(tiny_data, tmp_path):
     assert "--beam and --batch-size take values >= 1" in proc.stderr.strip().splitlines()[-1]
 
 
+def test_speed_unwritable_outputs_fail_before_measuring(tiny_data, tiny_teacher, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for option in (["--output", blocker / "o.json"], ["--output", tmp_path / "o.json", "--hyp-dir", blocker / "hyps"]):
+        proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
+                    "--gen-subset", "test", *option], check=False)
+        expected = (f"--output: {blocker} is a file, not a directory" if option[-2] == "--output" else
+                    f"--hyp-dir: cannot create the directory {blocker / 'hyps'} (Not a directory)")
+        assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: {expected}"
+        assert " words/s" not in proc.stdout  # nothing was measured
+    # a directory that does not exist yet is created
+    out = tmp_path / "new" / "o.json"
+    run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu", "--gen-subset",
+         "test", "--beam", "1", "--batch-size", "8", "--repeats", "1", "--max-sentences", "8", "--output", out])
+    assert json.loads(out.read_text())["results"][0]["sentences"] == 8
+
+
 def test_speed_empty_source_file(tiny_data, tiny_teacher, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

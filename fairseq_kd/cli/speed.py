@@ -148,9 +148,24 @@ class Row:
         return row, [texts[sid][1] for sid in sorted(texts)]
 
 
+def make_output_dirs(output, hyp_dir):
+    """Create the directories the results go to before anything is measured: a bad --output or --hyp-dir
+    fails at once instead of after the whole measurement."""
+    for option, directory in (("--output", os.path.dirname(os.path.abspath(output))), ("--hyp-dir", hyp_dir)):
+        if directory is None:
+            continue
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise FairseqKDError(f"{option}: {directory} is a file, not a directory")
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise FairseqKDError(f"{option}: cannot create the directory {directory} ({e.strerror})") from None
+        if not os.access(directory, os.W_OK):
+            raise FairseqKDError(f"{option}: the directory {directory} is not writable")
+
+
 def write_hypotheses(hyp_dir, row, hyps):
     """The row's hypotheses, one a line in subset order, to HYP_DIR/NAME.beamB.batchN.txt; returns the path."""
-    os.makedirs(hyp_dir, exist_ok=True)
     name = row["model"].replace(os.sep, "_")
     path = os.path.abspath(os.path.join(hyp_dir, f"{name}.beam{row['beam']}.batch{row['batch_size']}.txt"))
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -186,6 +201,7 @@ def main(argv=None):
     if opts.repeats < 1:
         raise FairseqKDError(f"--repeats must be >= 1, got {opts.repeats}")
     inference.check_checkpoints(opts.path)
+    make_output_dirs(opts.output, opts.hyp_dir)
     cfg = inference.generation_cfg(rest + ["--path", opts.path[0]])
     task = inference.setup(cfg)
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
