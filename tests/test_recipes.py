@@ -51,8 +51,10 @@ def test_smoke_every_stage_ran(smoke_run):
         assert (work / model / "checkpoint_best.pt").stat().st_size > 0, model
     assert (work / "seqkd" / "train.selected.de" if name != "iwslt" else work / "seqkd" / "train.selected.en").exists()
     assert (work / "topk" / "meta.json").exists() and (work / "topk_seqkd" / "meta.json").exists()
-    if name == "multi30k_en_de":  # PRUNE_STUDENT=student_seqkd_seqinter: retrained with its own objective
-        assert "criterion: SeqInterCriterion" in (work / "logs" / "prune.log").read_text()
+    if name == "multi30k_en_de":  # PRUNE_STUDENT=student_seqkd_seqinter: retrained with its own objective,
+        log = (work / "logs" / "prune.log").read_text()  # at the students' learning rate (PRUNE_LR's default)
+        assert "criterion: SeqInterCriterion" in log
+        assert log.count("'lr': [0.002]") >= len(PRUNED) and "'lr': [0.0005]" not in log
     if name == "wmt14_en_de":  # PRUNE_OBJECTIVE=word_kd: against the teacher's cache over the student's targets
         log = (work / "logs" / "prune.log").read_text()
         assert "criterion: WordKDCriterion" in log and "retraining with the word_kd objective" in log
