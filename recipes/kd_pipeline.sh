@@ -48,8 +48,11 @@
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
 # PRUNE_OBJECTIVE: own      the student's own objective (seq_inter for the Seq-Inter student, NLL on its targets else)
 #                  word_kd  word_kd against the teacher's top-k cache ($TOPK) over the student's targets
+#                  self_kd  word_kd against the unpruned student's own top-k cache over its targets: the pruned
+#                           model is pulled towards the dense model it replaces (the cache, $WORK/topk_self_<student>,
+#                           is written once in the prune stage; remove it if that student is retrained)
 : "${PRUNE_OBJECTIVE:=own}"
-case $PRUNE_OBJECTIVE in own|word_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own or word_kd)" ;; esac
+case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own, word_kd or self_kd)" ;; esac
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
@@ -137,12 +140,13 @@ valid_bleu() {
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
-# word_kd_objective DATA: OBJECTIVE=the word_kd options against the teacher's top-k cache over DATA (or the
-# online teacher with WORD_KD_TEACHER=online)
+# word_kd_objective DATA [CACHE]: OBJECTIVE=the word_kd options against the teacher's top-k cache over DATA (or
+# the online teacher with WORD_KD_TEACHER=online), or against CACHE when given
 word_kd_objective() {
   local teacher=(--teacher-topk-path "$WORK/topk_seqkd")
   if [ "$1" = "$BIN" ]; then teacher=(--teacher-topk-path "$WORK/topk"); fi
   if [ "$WORD_KD_TEACHER" = online ]; then teacher=(--teacher-path "$TEACHER"); fi
+  if [ -n "${2:-}" ]; then teacher=(--teacher-topk-path "$2"); fi
   OBJECTIVE=(--criterion word_kd "${teacher[@]}" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE"
              --label-smoothing "$LABEL_SMOOTHING")
 }
@@ -154,8 +158,8 @@ word_kd() {  # word_kd NAME DATA: a word_kd student against the teacher
 teacher() { train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" "${NLL[@]}"; }
 student_nll() { train student_nll "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
 
-dump_topk() {  # dump_topk DATA DEST
-  fairseq-kd-dump-topk "$1" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --topk "$TOPK" \
+dump_topk() {  # dump_topk DATA DEST [MODEL]: MODEL's (default: the teacher's) top-k cache over DATA's train
+  fairseq-kd-dump-topk "$1" --user-dir "$USER_DIR" --path "${3:-$TEACHER}" --gen-subset train --topk "$TOPK" \
     --destdir "$2" --max-tokens "$GEN_MAX_TOKENS" --threads "$THREADS"
 }
 topk() { dump_topk "$BIN" "$WORK/topk"; }
@@ -207,7 +211,8 @@ EOF
 # update, or gradually with PRUNE_ARGS) and retrained with PRUNE_OBJECTIVE. "own": the Seq-Inter student with
 # seq_inter on the gold data plus its selected hypotheses, the others with NLL on their targets (the distilled ones
 # for the Seq-KD family, as in the paper). "word_kd": word-level KD from the teacher on those targets (the gold
-# ones for the Seq-Inter student), the dense teacher guiding the pruned student back.
+# ones for the Seq-Inter student), the dense teacher guiding the pruned student back. "self_kd": the same against
+# the unpruned student's own top-k cache, so the pruned model learns to translate like the model it replaces.
 # shellcheck disable=SC2086
 prune() {
   local best r data objective
@@ -220,6 +225,10 @@ prune() {
                                 --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
     own:*) objective=("${NLL[@]}") ;;
     word_kd:*) word_kd_objective "$data"; objective=("${OBJECTIVE[@]}") ;;
+    self_kd:*)
+      local cache=$WORK/topk_self_$best
+      [ -s "$cache/meta.json" ] || dump_topk "$data" "$cache" "$WORK/$best/checkpoint_best.pt"
+      word_kd_objective "$data" "$cache"; objective=("${OBJECTIVE[@]}") ;;
   esac
   for r in $PRUNE_RATIOS; do
     # translation_prune logs the sparsity table

@@ -10,10 +10,10 @@ from conftest import ROOT, SHARED_DATA, clean_env
 
 RECIPES = {
     # the multi30k smoke run prunes the Seq-Inter student (retrained with seq_inter), the others the auto choice;
-    # the WMT14 one retrains it with word_kd
+    # the WMT14 one retrains it with word_kd, the IWSLT one with word_kd against the unpruned student (self_kd)
     "multi30k_en_de": ("recipes/multi30k_en_de/run.sh", {"PRUNE_STUDENT": "student_seqkd_seqinter"}),
     "wmt14_en_de": ("recipes/wmt14_en_de/run.sh", {"PRUNE_OBJECTIVE": "word_kd"}),
-    "iwslt": ("recipes/iwslt/run.sh", {"PAIR": "de-en"}),
+    "iwslt": ("recipes/iwslt/run.sh", {"PAIR": "de-en", "PRUNE_OBJECTIVE": "self_kd"}),
 }
 STUDENTS = ["student_nll", "student_word_kd", "student_seqkd", "student_seqkd_seqinter", "student_seqkd_word_kd",
             "student_block_kd"]
@@ -62,6 +62,13 @@ def test_smoke_every_stage_ran(smoke_run):
         cache = "topk" if student in ("student_seqkd_seqinter", "student_nll", "student_word_kd", "student_block_kd") \
             else "topk_seqkd"
         assert f"'teacher_topk_path': '{work}/{cache}'" in log
+    if name == "iwslt":  # PRUNE_OBJECTIVE=self_kd: against the unpruned student's own cache, written once
+        log = (work / "logs" / "prune.log").read_text()
+        student = (work / "pruned_student.txt").read_text().strip()
+        cache = work / f"topk_self_{student}"
+        meta = json.loads((cache / "meta.json").read_text())
+        assert meta["teachers"] == [str((work / student / "checkpoint_best.pt").resolve())]
+        assert "criterion: WordKDCriterion" in log and log.count(f"'teacher_topk_path': '{cache}'") >= len(PRUNED)
     print(f"{name}: smoke run took {seconds:.0f} s")
 
 
@@ -107,7 +114,7 @@ def test_smoke_rerun_skips_finished_stages(smoke_run):
 def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
     proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, PRUNE_OBJECTIVE="hinton")
     assert proc.returncode != 0
-    assert "unknown PRUNE_OBJECTIVE 'hinton' (own or word_kd)" in proc.stderr
+    assert "unknown PRUNE_OBJECTIVE 'hinton' (own, word_kd or self_kd)" in proc.stderr
     assert not (tmp_path / "w").exists()
 
 
