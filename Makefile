@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean-venv
+.PHONY: install test test-fast demo clean-venv
 
 install: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): setup.py
 	$(PY) -c "import fairseq_kd, fairseq; print('fairseq', fairseq.__version__, 'ready')"
 	touch $(STAMP)
 
+# the whole suite on both cores (pytest-xdist; see tests/conftest.py for how the work is split)
 test: install
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup tests
+
+# without the recipes' smoke runs
+test-fast: install
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup -m "not slow" tests
 
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash recipes/demo/run.sh

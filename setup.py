@@ -7,6 +7,7 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-speed = fairseq_kd.cli.speed:main",
     "fairseq-kd-dump-topk = fairseq_kd.cli.dump_topk:main",
     "fairseq-kd-distill = fairseq_kd.cli.distill:main",
+    "fairseq-kd-check-cache = fairseq_kd.cli.check_cache:main",
     "fairseq-kd-prune = fairseq_kd.cli.prune:main",
     "fairseq-kd-compress = fairseq_kd.cli.compress:main",
     "fairseq-kd-table = fairseq_kd.cli.table:main",
@@ -37,6 +38,6 @@ setup(
         "matplotlib==3.11.2; python_version >= '3.10'",
         "matplotlib; python_version < '3.10'",
     ],
-    extras_require={"test": ["pytest==9.0.3"]},
+    extras_require={"test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "filelock==4.3.1"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -22,6 +22,8 @@ import os
 import subprocess
 import sys
 
+from fairseq_kd.outputs import atomic_path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 USER_DIR = os.path.join(ROOT, "fairseq_kd")
@@ -82,13 +84,13 @@ def compressed_files(checkpoint, out, name):
 def speed(work, models, output, extra):
     if os.path.isfile(output):
         return json.load(open(output))
-    cmd = [tool("fairseq-kd-speed"), os.path.join(work, "bin"), "--user-dir", USER_DIR, "--gen-subset", "test",
-           "--cpu", "--ref", os.path.join(work, "raw", "test.ref.de"), "--post-process", "sentencepiece",
-           "--max-len-a", "1.2", "--max-len-b", "10", "--output", output + ".tmp", *extra]
-    for name, path in models.items():
-        cmd += ["--path", path, "--name", name]
-    sh(*cmd)
-    os.replace(output + ".tmp", output)
+    with atomic_path(output) as tmp:
+        cmd = [tool("fairseq-kd-speed"), os.path.join(work, "bin"), "--user-dir", USER_DIR, "--gen-subset", "test",
+               "--cpu", "--ref", os.path.join(work, "raw", "test.ref.de"), "--post-process", "sentencepiece",
+               "--max-len-a", "1.2", "--max-len-b", "10", "--output", tmp, *extra]
+        for name, path in models.items():
+            cmd += ["--path", path, "--name", name]
+        sh(*cmd)
     return json.load(open(output))
 
 

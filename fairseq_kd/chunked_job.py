@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Tuple
 import torch
 
 from .errors import FairseqKDError
+from .outputs import atomic_path, atomic_write_text
 
 
 class ChunkedJob:
@@ -42,9 +43,7 @@ class ChunkedJob:
                 raise FairseqKDError(f"{self.workdir} holds a run with other settings {diff} (before, now): "
                                      f"use another output directory or delete it to start over")
             return
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.settings, f, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
+        atomic_write_text(path, json.dumps(self.settings, indent=1, sort_keys=True))
 
     def chunk_path(self, c: int) -> str:
         return os.path.join(self.workdir, f"chunk-{c:06d}.pt")
@@ -66,9 +65,8 @@ class ChunkedJob:
         return sum(len(self.chunk_ids(c)) for c in range(self.n_chunks) if self.done(c))
 
     def write(self, c: int, payload):
-        tmp = self.chunk_path(c) + ".tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, self.chunk_path(c))
+        with atomic_path(self.chunk_path(c)) as tmp:
+            torch.save(payload, tmp)
 
     def read(self, c: int):
         return torch.load(self.chunk_path(c), map_location="cpu", weights_only=True)

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from .checkpoint_compat import plain_cfg
 from .errors import FairseqKDError, state_dict_detail
+from .outputs import atomic_path
 
 FORMAT_VERSION = 1
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -100,10 +101,8 @@ def compress_state(state, sparse: bool, int8: bool) -> Dict:
 def save_compressed(payload: Dict, path: str):
     buf = io.BytesIO()
     torch.save(payload, buf)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(lzma.compress(buf.getvalue(), preset=9))
-    os.replace(tmp, path)
 
 
 def load_compressed(path: str) -> Dict:

@@ -2,6 +2,7 @@
 checkpoint loading and SequenceGenerator, with the batches built the way fairseq-generate builds them
 (sorted by length, then cut by sentences or tokens)."""
 import argparse
+import copy
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -49,9 +50,14 @@ def setup(cfg):
     return task
 
 
+def checkpoint_paths(cfg) -> List[str]:
+    """The checkpoints of --path A[:B...], as fairseq splits them."""
+    return utils.split_paths(cfg.common_eval.path)
+
+
 def load_ensemble(cfg, task, paths: Optional[Sequence[str]] = None):
     """Models for decoding (files written by fairseq-kd-compress too), and the saved config."""
-    paths = list(paths) if paths is not None else utils.split_paths(cfg.common_eval.path)
+    paths = list(paths) if paths is not None else checkpoint_paths(cfg)
     check_checkpoints(paths)
     try:  # fairseq's loader, which also reads compressed files once fairseq_kd is imported
         models, saved_cfg = checkpoint_utils.load_model_ensemble(paths, task=task)
@@ -99,7 +105,9 @@ def collate(dataset, batch_ids, use_cuda: bool):
 
 
 def build_generator(task, models, cfg, beam: int, nbest: int = 1):
-    gen_cfg = cfg.generation
+    """fairseq's SequenceGenerator for `beam` and `nbest`, the other options from cfg.generation (left as it is:
+    rows of one run share the config)."""
+    gen_cfg = copy.deepcopy(cfg.generation)
     gen_cfg.beam, gen_cfg.nbest = beam, nbest
     return task.build_generator(models, gen_cfg)
 

@@ -16,8 +16,6 @@ from torch import Tensor
 
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
-from .errors import FairseqKDError
-
 
 def tempered_log_probs(logits: Tensor, temperature: float) -> Tensor:
     """log softmax(z / T) over the last dim, in fp32."""
@@ -90,12 +88,3 @@ def interpolate(gold_term: Tensor, soft_term: Tensor, alpha: float) -> Tensor:
         return soft_term
     return (1.0 - alpha) * gold_term + alpha * soft_term
 
-
-def check_alpha(alpha: float, name: str = "--kd-alpha"):
-    if not 0.0 <= alpha <= 1.0:
-        raise FairseqKDError(f"{name} must be in [0, 1], got {alpha}")
-
-
-def check_temperature(temperature: float):
-    if not temperature > 0.0:
-        raise FairseqKDError(f"--kd-temperature must be > 0, got {temperature}")

@@ -7,34 +7,20 @@ in the student's checkpoint. It follows the student's device and dtype lazily.
 """
 import logging
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch import Tensor
 
-from fairseq import checkpoint_utils
+from fairseq import checkpoint_utils, utils
 from fairseq.data import Dictionary, data_utils
 
 from . import checkpoint_compat
 from .errors import FairseqKDError
 from .losses import ensemble_probs
+from .provenance import checkpoint_identity
 
 logger = logging.getLogger(__name__)
-
-
-class TeacherError(FairseqKDError):
-    """A teacher checkpoint that cannot serve this task (missing, unreadable, other dictionary)."""
-
-
-def split_paths(paths: str) -> List[str]:
-    return [p for p in (paths or "").split(":") if p]
-
-
-def read_checkpoint(path: str):
-    try:
-        return checkpoint_compat.read_checkpoint(path, what="teacher checkpoint")
-    except FairseqKDError as e:
-        raise TeacherError(str(e)) from e.__cause__
 
 
 def _embedding_rows(model_state, side: str):
@@ -53,7 +39,7 @@ def check_dictionaries(path: str, state, src_dict: Dictionary, tgt_dict: Diction
     for side, dictionary, lang in (("encoder", src_dict, "source"), ("decoder", tgt_dict, "target")):
         rows = _embedding_rows(state["model"], side)
         if rows is not None and rows != len(dictionary):
-            raise TeacherError(
+            raise FairseqKDError(
                 f"teacher {path} was trained with a {lang} dictionary of {rows} symbols, "
                 f"the task's {lang} dictionary has {len(dictionary)}: distillation needs the same dictionaries")
     cfg = state.get("cfg")
@@ -73,35 +59,37 @@ def check_dictionaries(path: str, state, src_dict: Dictionary, tgt_dict: Diction
         if teacher_dict.symbols != dictionary.symbols:
             first = next((i for i, (a, b) in enumerate(zip(teacher_dict.symbols, dictionary.symbols)) if a != b),
                          min(len(teacher_dict), len(dictionary)))
-            raise TeacherError(
+            raise FairseqKDError(
                 f"teacher {path} uses {dict_path}, which differs from the task's {lang} dictionary "
                 f"(first difference at index {first}): distillation needs the same dictionaries")
 
 
 class Teacher:
-    def __init__(self, models: Sequence[torch.nn.Module], paths: Sequence[str] = ()):
+    def __init__(self, models: Sequence[torch.nn.Module], paths: Sequence[str] = (), identities: Sequence[Dict] = ()):
         self.models = list(models)
         self.paths = list(paths)
+        self.identities = list(identities)  # provenance.checkpoint_identity of each file, for the caches it makes
         for m in self.models:
             m.eval()
             m.requires_grad_(False)
             if getattr(getattr(m, "decoder", None), "adaptive_softmax", None) is not None:
-                raise TeacherError("teachers with an adaptive softmax are not supported (their logits are not a full softmax)")
+                raise FairseqKDError("teachers with an adaptive softmax are not supported (their logits are not a full softmax)")
 
     @classmethod
     def load(cls, paths: str, task) -> "Teacher":
-        files = split_paths(paths)
+        files = [p for p in utils.split_paths(paths or "") if p]
         if not files:
-            raise TeacherError("no teacher checkpoint given (--teacher-path PATH[:PATH...])")
-        models = []
+            raise FairseqKDError("no teacher checkpoint given (--teacher-path PATH[:PATH...])")
+        models, identities = [], []
         for path in files:
-            state = read_checkpoint(path)
+            state = checkpoint_compat.read_checkpoint(path, what="teacher checkpoint")
             check_dictionaries(path, state, task.source_dictionary, task.target_dictionary)
+            identities.append(checkpoint_identity(path, state))
             loaded, _cfg, _task = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
             models.extend(loaded)
             logger.info("teacher %s: %s, %d parameters", path, type(loaded[0]).__name__,
                         sum(p.numel() for p in loaded[0].parameters()))
-        return cls(models, files)
+        return cls(models, files, identities)
 
     def follow(self, like: torch.nn.Module):
         """Put every member on the student's device and floating dtype."""

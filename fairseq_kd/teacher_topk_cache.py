@@ -4,7 +4,8 @@ Layout of a cache directory (all numpy .npy files, memory-mapped when read):
     offsets.npy   int64 [N + 1]    rows of sample id i are offsets[i]:offsets[i+1] (one row per target token, EOS included)
     ids.npy       int16/int32 [R, k]  top-k token ids of each row, most probable first
     values.npy    float16/float32 [R, k]  their log-probabilities at T = 1 (log of the ensemble's mean probability)
-    meta.json     k, dictionary hash and size, subset name, size and target-length hash, teachers, dtype
+    meta.json     k, dictionary hash and size, subset name, size and target-length hash, dtype, and the
+                  identity of every teacher checkpoint (fairseq_kd.provenance)
 
 How a temperature is applied offline: the k stored entries are renormalised,
     p_k^(T)(v) = exp(l_v / T) / sum_{u in top-k} exp(l_u / T),   l = stored log-probability,
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 
 from .errors import FairseqKDError
+from .outputs import atomic_write_text
+from .provenance import check_fresh
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: teachers are identities (path, size, mtime, model hash), not paths
 
 
 def dictionary_hash(dictionary) -> str:
@@ -57,8 +60,9 @@ def write_cache(destdir: str, items, n_rows: int, k: int, meta: dict, value_dtyp
     np.save(tmp + "offsets.npy", offsets)
     for name in ("ids.npy", "values.npy", "offsets.npy"):
         os.replace(tmp + name, os.path.join(destdir, name))
-    with open(os.path.join(destdir, "meta.json"), "w") as f:  # written last: its presence means complete
-        json.dump(dict(meta, format_version=FORMAT_VERSION, n_rows=n_rows, k=k), f, indent=1)
+    # written last: its presence means complete
+    atomic_write_text(os.path.join(destdir, "meta.json"),
+                      json.dumps(dict(meta, format_version=FORMAT_VERSION, n_rows=n_rows, k=k), indent=1))
 
 
 class TeacherTopKCache:
@@ -77,8 +81,10 @@ class TeacherTopKCache:
         self.ids = np.load(os.path.join(path, "ids.npy"), mmap_mode="r")
         self.values = np.load(os.path.join(path, "values.npy"), mmap_mode="r")
 
-    def check_matches(self, dictionary, subset: str, target_sizes):
+    def check_matches(self, dictionary, subset: str, target_sizes, allow_stale: bool = False):
+        """The cache must be this subset's, over this dictionary, from teachers that have not changed since."""
         m = self.meta
+        check_fresh(m.get("teachers"), f"top-k cache {self.path}", allow_stale)
         if m["dict_hash"] != dictionary_hash(dictionary) or m["dict_size"] != len(dictionary):
             raise FairseqKDError(f"top-k cache {self.path} was made with another target dictionary "
                                  f"({m['dict_size']} symbols, hash {m['dict_hash'][:8]}; the task has "

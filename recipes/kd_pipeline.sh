@@ -140,33 +140,55 @@ valid_bleu() {
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
-# word_kd_objective DATA [CACHE]: OBJECTIVE=the word_kd options against the teacher's top-k cache over DATA (or
-# the online teacher with WORD_KD_TEACHER=online), or against CACHE when given
+# word_kd_objective DATA [CACHE]: prints the word_kd options, one a line, against the teacher's top-k cache over
+# DATA (or the online teacher with WORD_KD_TEACHER=online), or against CACHE when given
 word_kd_objective() {
   local teacher=(--teacher-topk-path "$WORK/topk_seqkd")
   if [ "$1" = "$BIN" ]; then teacher=(--teacher-topk-path "$WORK/topk"); fi
   if [ "$WORD_KD_TEACHER" = online ]; then teacher=(--teacher-path "$TEACHER"); fi
   if [ -n "${2:-}" ]; then teacher=(--teacher-topk-path "$2"); fi
-  OBJECTIVE=(--criterion word_kd "${teacher[@]}" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE"
-             --label-smoothing "$LABEL_SMOOTHING")
+  printf '%s\n' --criterion word_kd "${teacher[@]}" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" \
+    --label-smoothing "$LABEL_SMOOTHING"
 }
 word_kd() {  # word_kd NAME DATA: a word_kd student against the teacher
-  word_kd_objective "$2"
-  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${OBJECTIVE[@]}"
+  local objective
+  mapfile -t objective < <(word_kd_objective "$2")
+  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${objective[@]}"
 }
 
 teacher() { train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" "${NLL[@]}"; }
 student_nll() { train student_nll "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
 
+# Caches of teacher outputs record the checkpoints that made them (fairseq-kd-check-cache). A stage that is run
+# again rebuilds a cache whose teacher changed (its chunks would mix two teachers); a stamped stage whose cache is
+# stale stops the recipe (ALLOW_STALE_CACHE=1 uses it anyway).
+stage_cache() {
+  case $1 in topk) echo "$WORK/topk" ;; topk_seqkd) echo "$WORK/topk_seqkd" ;; seqkd_data) echo "$SEQKD" ;; esac
+}
+check_stage_outputs() {
+  local cache
+  cache=$(stage_cache "$1")
+  [ -n "$cache" ] && [ -e "$cache" ] || return 0
+  fairseq-kd-check-cache "$cache" ${ALLOW_STALE_CACHE:+--allow-stale-cache} > /dev/null \
+    || die "stage $1 is stamped done, but its cache $cache is stale (see above): redo it with STAGE=$1"
+}
+remove_if_stale() {
+  if [ -s "$1/meta.json" ] || [ -s "$1/provenance.json" ]; then
+    if ! fairseq-kd-check-cache "$1" > /dev/null 2>&1; then log "$1 is stale (its teacher changed): rebuilding it"; rm -r "$1"; fi
+  fi
+  return 0
+}
+
 dump_topk() {  # dump_topk DATA DEST [MODEL]: MODEL's (default: the teacher's) top-k cache over DATA's train
   fairseq-kd-dump-topk "$1" --user-dir "$USER_DIR" --path "${3:-$TEACHER}" --gen-subset train --topk "$TOPK" \
     --destdir "$2" --max-tokens "$GEN_MAX_TOKENS" --threads "$THREADS"
 }
-topk() { dump_topk "$BIN" "$WORK/topk"; }
+topk() { remove_if_stale "$WORK/topk"; dump_topk "$BIN" "$WORK/topk"; }
 student_word_kd() { word_kd student_word_kd "$BIN"; }
 
 # shellcheck disable=SC2086
 seqkd_data() {
+  remove_if_stale "$SEQKD"
   fairseq-kd-distill "$BIN" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --beam "$BEAM" \
     --nbest "$NBEST" --select-closest "${POST_PROCESS[@]}" --max-tokens "$GEN_MAX_TOKENS" \
     --threads "$THREADS" --destdir "$SEQKD" $GEN_ARGS
@@ -179,7 +201,7 @@ student_seqkd_seqinter() {
     --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
     --finetune-from-model "$WORK/student_seqkd/checkpoint_best.pt"
 }
-topk_seqkd() { dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
+topk_seqkd() { remove_if_stale "$WORK/topk_seqkd"; dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
 student_seqkd_word_kd() { word_kd student_seqkd_word_kd "$SEQKD/bin"; }
 # shellcheck disable=SC2086
 student_block_kd() {
@@ -224,11 +246,12 @@ prune() {
     own:student_seqkd_seqinter) objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
                                 --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
     own:*) objective=("${NLL[@]}") ;;
-    word_kd:*) word_kd_objective "$data"; objective=("${OBJECTIVE[@]}") ;;
+    word_kd:*) mapfile -t objective < <(word_kd_objective "$data") ;;
     self_kd:*)
       local cache=$WORK/topk_self_$best
+      remove_if_stale "$cache"  # the student was retrained since its cache was written
       [ -s "$cache/meta.json" ] || dump_topk "$data" "$cache" "$WORK/$best/checkpoint_best.pt"
-      word_kd_objective "$data" "$cache"; objective=("${OBJECTIVE[@]}") ;;
+      mapfile -t objective < <(word_kd_objective "$data" "$cache") ;;
   esac
   for r in $PRUNE_RATIOS; do
     # translation_prune logs the sparsity table

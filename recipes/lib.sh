@@ -11,7 +11,11 @@ mark_done() { mkdir -p "$WORK/.done"; date +%s > "$WORK/.done/$1"; }
 # run_stage NAME FUNCTION: skip when stamped, time it, log to $WORK/logs/NAME.log
 run_stage() {
   local name=$1 fn=$2 start
-  if stage_done "$name"; then log "stage $name: done already (rm $WORK/.done/$name to redo)"; return; fi
+  if stage_done "$name"; then
+    # a stamped stage whose outputs are no longer valid (a cache whose teacher changed) stops the recipe
+    if declare -F check_stage_outputs > /dev/null; then check_stage_outputs "$name"; fi
+    log "stage $name: done already (rm $WORK/.done/$name to redo)"; return
+  fi
   mkdir -p "$WORK/logs"
   log "stage $name: start (log: $WORK/logs/$name.log)"
   start=$(date +%s)
@@ -30,5 +34,13 @@ run_stage() {
 
 # lines of fairseq's logs worth showing while a stage runs
 PROGRESS_PATTERN='(\| (train|valid) \| epoch|BLEU|words/s|sparsity|wrote|Translated|error|Error)'
+
+# SMOKE=1: every stage with tiny models, one epoch each and short decodes (each recipe picks its own data slice)
+smoke_defaults() {
+  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
+  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
+  : "${SPEED_REPEATS:=1}"
+  : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
+}
 
 require_file() { [ -s "$1" ] || die "missing input: $1 ${2:-}"; }

@@ -59,7 +59,7 @@ def versus(score, base, test=None):
 @functools.lru_cache(maxsize=None)
 def detokenized(path, detok):
     """A file's lines as scored (the reference and a row's hypotheses are each read once per report)."""
-    from fairseq_kd.cli.score import detokenize, read_lines
+    from fairseq_kd.bleu import detokenize, read_lines
     return tuple(detokenize(read_lines(path), detok))
 
 

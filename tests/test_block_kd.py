@@ -4,13 +4,10 @@ import torch
 
 from fairseq.data import Dictionary
 from fairseq_kd import blocks
-from fairseq_kd.criterions.block_kd import BlockKDCriterion
 from fairseq_kd.errors import FairseqKDError
 from fairseq_kd.teacher import Teacher
 
-from conftest import train
-from helpers import batch, build_model, sharpen
-from test_losses import word_kd
+from helpers import batch, build_model, criterion, sharpen, train
 
 # ---- blocks on a hand-made sentence ----------------------------------------------------------------
 
@@ -106,12 +103,9 @@ def test_global_selection_uses_history():
 # ---- the criterion ----------------------------------------------------------------------------------
 
 def block_kd(task, teacher, **kw):
-    cfg = dict(teacher_path="", kd_alpha=1.0, kd_temperature=2.0, label_smoothing=0.0, sentence_avg=False,
-               block_mode="fixed", block_size=2, block_score="teacher-gold", block_weighting="hard",
-               block_threshold=0.0, block_temperature=1.0, select_rate=0.5, select_level="batch",
-               select_queue_size=100)
-    cfg.update(kw)
-    return BlockKDCriterion(task, teacher=Teacher([teacher]), **cfg)
+    """block_kd with its defaults but for a = 1, T = 2 and hard fixed blocks of 2 (each overridable)."""
+    cfg = dict(kd_alpha=1.0, kd_temperature=2.0, block_mode="fixed", block_size=2, block_weighting="hard")
+    return criterion("block_kd", task, teacher=Teacher([teacher]), **dict(cfg, **kw))
 
 
 def models(task):
@@ -122,7 +116,8 @@ def test_hard_threshold_zero_equals_word_kd_alpha_one(tiny_task):
     student, teacher = models(tiny_task)
     sample = batch(tiny_task)
     ours, _, log = block_kd(tiny_task, teacher)(student, sample)
-    ref, _, _ = word_kd(tiny_task, alpha=1.0, temperature=2.0, teachers=[teacher])(student, sample)
+    ref, _, _ = criterion("word_kd", tiny_task, teacher=Teacher([teacher]), kd_alpha=1.0, kd_temperature=2.0)(
+        student, sample)
     assert abs(ours.item() - ref.item()) <= 1e-6 * abs(ref.item())
     assert log["ignored_tokens"] == 0
 

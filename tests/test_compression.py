@@ -9,7 +9,7 @@ import fairseq_kd  # noqa: F401
 from fairseq_kd import compression
 from fairseq_kd.errors import FairseqKDError
 
-from conftest import USER_DIR, run, tool
+from helpers import USER_DIR, error_line, hypotheses, make_corpus, preprocess, run, tool
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def decode_all(data, paths, tmp_path):
     out = tmp_path / "decode.json"
     cmd = [tool("fairseq-kd-speed"), data, "--user-dir", USER_DIR, "--gen-subset", "test", "--cpu", "--beam", "2",
            "--batch-size", "8", "--repeats", "1", "--warmup", "0", "--ref", data.parent / "raw" / "test.tgt",
-           "--output", out]
+           "--output", out, "--hyp-dir", tmp_path / "hyps"]
     for name, path in paths.items():
         cmd += ["--path", path, "--name", name]
     run(cmd)
@@ -65,7 +65,11 @@ def test_sparse_decodes_identically_and_int8_closely(pruned, tiny_data, tiny_tas
     base, sparse, int8 = rows["pruned"], rows["sparse"], rows["sparse_int8"]
     assert sparse["bleu"] == base["bleu"] and sparse["words"] == base["words"]
     assert sparse["params_nonzero"] == base["params_nonzero"] and sparse["compressed"]
-    assert abs(int8["bleu"] - base["bleu"]) < 15.0  # a tiny model is sensitive; the benchmark reports real numbers
+    # int8 rounds each weight by at most half its row's scale (test_tensor_codecs_round_trip): on this model that
+    # changed 2 of the 24 beam-2 hypotheses and no BLEU; the benchmark reports the real numbers
+    same = sum(a == b for a, b in zip(open(base["hypotheses"]).read().splitlines(),
+                                      open(int8["hypotheses"]).read().splitlines()))
+    assert same >= 18 and abs(int8["bleu"] - base["bleu"]) <= 1.0, (same, int8["bleu"], base["bleu"])
 
 
 def load_dense(path, task):
@@ -95,12 +99,12 @@ def test_incompatible_version_and_garbage_refused(pruned, tmp_path):
 
 def test_compress_cli_bad_inputs(tiny_teacher, tmp_path):
     proc = run([tool("fairseq-kd-compress"), tiny_teacher, "--output", tmp_path / "x.pt"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: choose --sparse, --int8 or both, or --strip alone"
+    assert error_line(proc) == "choose --sparse, --int8 or both, or --strip alone"
     proc = run([tool("fairseq-kd-compress"), tiny_teacher, tiny_teacher, "--sparse", "--output", tmp_path / "x.pt"],
                check=False)
-    assert proc.stderr.strip().splitlines()[-1].endswith("--sparse/--int8 take one checkpoint (several only with --strip)")
+    assert error_line(proc).endswith("--sparse/--int8 take one checkpoint (several only with --strip)")
     proc = run([tool("fairseq-kd-compress"), tmp_path / "none.pt", "--sparse", "--output", tmp_path / "x.pt"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
+    assert error_line(proc) == f"checkpoint not found: {tmp_path / 'none.pt'}"
 
 
 def test_strip_keeps_a_loadable_checkpoint_without_optimizer_state(tiny_data, tiny_teacher, tmp_path):
@@ -122,10 +126,6 @@ def test_strip_keeps_a_loadable_checkpoint_without_optimizer_state(tiny_data, ti
     assert "Translated 24 sentences" in proc.stderr
 
 
-def hypotheses(stdout):
-    return sorted(line for line in stdout.splitlines() if line.startswith("H-"))
-
-
 def test_fairseq_generate_decodes_compressed_files(pruned, tiny_data):
     """Plain fairseq-generate --user-dir fairseq_kd reads the compressed files: sparse gives exactly the
     hypotheses of the checkpoint it came from; int8 runs (its agreement is what the benchmark reports)."""
@@ -143,8 +143,6 @@ def test_fairseq_generate_decodes_compressed_files(pruned, tiny_data):
 def test_files_refuse_data_of_another_dictionary(pruned, tiny_teacher, tmp_path):
     """Decoding on data whose target dictionary is smaller: one line naming the weight that does not fit, for a
     compressed file in fairseq-generate and for a checkpoint in fairseq-kd-speed."""
-    from conftest import make_corpus, preprocess
-
     raw = make_corpus(tmp_path / "raw", seed=0)
     text = (raw / "train.tgt").read_text()
     for i in range(8, 16):  # 8 target words instead of 16
@@ -153,12 +151,12 @@ def test_files_refuse_data_of_another_dictionary(pruned, tiny_teacher, tmp_path)
     other = preprocess(raw, tmp_path / "bin")
     proc = run([tool("fairseq-generate"), other, "--user-dir", USER_DIR, "--path", pruned / "sparse_int8.pt",
                 "--gen-subset", "test", "--cpu"], check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and last.startswith(f"fairseq_kd: error: {pruned / 'sparse_int8.pt'} does not fit this "
+    last = error_line(proc)
+    assert proc.returncode != 0 and last.startswith(f"{pruned / 'sparse_int8.pt'} does not fit this "
                                                     "task's model or dictionaries (size mismatch for "), last
     proc = run([tool("fairseq-kd-speed"), other, "--user-dir", USER_DIR, "--path", tiny_teacher, "--gen-subset", "test",
                 "--cpu", "--output", tmp_path / "speed.json"], check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and last.startswith(f"fairseq_kd: error: {tiny_teacher} does not fit this data's "
+    last = error_line(proc)
+    assert proc.returncode != 0 and last.startswith(f"{tiny_teacher} does not fit this data's "
                                                     "dictionaries (size mismatch for "), last
     assert not (tmp_path / "speed.json").exists()

@@ -1,6 +1,7 @@
 """Seq-KD data (fairseq-kd-distill), the Seq-Inter selection rule, the translation_seq_inter task and
 the seq_inter criterion."""
 import filecmp
+import math
 import shutil
 import signal
 import subprocess
@@ -10,11 +11,9 @@ import pytest
 import torch
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
-from fairseq_kd.criterions.seq_inter import SeqInterCriterion
 from fairseq_kd.seq_inter_selection import select_closest
 
-from conftest import USER_DIR, clean_env, run, tool, train
-from helpers import build_model
+from helpers import USER_DIR, build_model, clean_env, criterion, error_line, run, tool, train
 
 OUTPUTS = ("train.src", "train.tgt", "train.nbest.tgt", "train.selected.tgt")
 
@@ -87,11 +86,11 @@ def test_two_shards_merged_equal_one_run(distilled, tiny_data, tiny_teacher, tmp
 def test_merge_refuses_missing_and_mismatched_shards(tiny_data, tiny_teacher, tmp_path):
     run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--shard-id", "0", "--num-shards", "2"))
     proc = run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--merge"), check=False)
-    assert "is incomplete: 8 of 16 chunks missing" in proc.stderr.strip().splitlines()[-1]
+    assert "is incomplete: 8 of 16 chunks missing" in error_line(proc)
     cmd = distill_cmd(tiny_data, tiny_teacher, tmp_path, "--shard-id", "1", "--num-shards", "2")
     cmd[cmd.index("--beam") + 1] = "4"
     proc = run(cmd, check=False)
-    assert "holds a run with other settings" in proc.stderr.strip().splitlines()[-1]
+    assert "holds a run with other settings" in error_line(proc)
     assert not (tmp_path / "train.tgt").exists()
 
 
@@ -106,7 +105,7 @@ def test_distill_bad_inputs(tiny_data, tiny_teacher, tmp_path, change, message):
     for flag, value in change.items():
         cmd[cmd.index(flag) + 1] = value
     proc = run(cmd, check=False)
-    assert proc.returncode != 0 and message in proc.stderr.strip().splitlines()[-1], proc.stderr[-500:]
+    assert proc.returncode != 0 and message in error_line(proc), proc.stderr[-500:]
 
 
 def test_degenerate_hypotheses_are_replaced_by_gold(distilled, tiny_data, tiny_teacher, tmp_path):
@@ -132,7 +131,7 @@ def test_degenerate_hypotheses_are_replaced_by_gold(distilled, tiny_data, tiny_t
                            shallow=False)
     proc = run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--merge", "--degenerate-len-a", "-1"), check=False)
     assert proc.returncode != 0
-    assert "--degenerate-len-a must be >= 0 (0: off), got -1" in proc.stderr.strip().splitlines()[-1]
+    assert "--degenerate-len-a must be >= 0 (0: off), got -1" in error_line(proc)
 
 
 # ---- selection rule ---------------------------------------------------------------------------------
@@ -178,22 +177,11 @@ def selected_batch(task):
     return ds.collater([ds[i] for i in range(8)])
 
 
-def test_seq_inter_alpha_zero_is_gold_nll(seq_inter_task):
-    model = build_model(seq_inter_task).eval()
-    sample = selected_batch(seq_inter_task)
-    ours = SeqInterCriterion(seq_inter_task, kd_alpha=0.0, label_smoothing=0.1, sentence_avg=False)(model, sample)[0]
-    ref = LabelSmoothedCrossEntropyCriterion(seq_inter_task, sentence_avg=False, label_smoothing=0.1)(model, sample)[0]
-    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
-
-
-def test_seq_inter_alpha_one_is_nll_of_selected(seq_inter_task, distilled):
-    model = build_model(seq_inter_task).eval()
-    sample = selected_batch(seq_inter_task)
-    ours = SeqInterCriterion(seq_inter_task, kd_alpha=1.0, label_smoothing=0.0, sentence_avg=False)(model, sample)[0]
-    # the same sentences with the selected hypotheses as the only target
-    selected = lines(distilled / "train.selected.tgt")
-    d = seq_inter_task.target_dictionary
-    expected = 0.0
+def selected_nll(model, task, sample, selected):
+    """By hand, sentence by sentence: the NLL of each batch sentence's selected hypothesis (from the distilled
+    text, not the batch), and their token count (EOS included)."""
+    d = task.target_dictionary
+    nll, n_tokens = 0.0, 0
     with torch.no_grad():
         for row, sid in enumerate(sample["id"].tolist()):
             tgt = d.encode_line(selected[sid], add_if_not_exist=False).long()
@@ -201,9 +189,42 @@ def test_seq_inter_alpha_one_is_nll_of_selected(seq_inter_task, distilled):
             src = sample["net_input"]["src_tokens"][row: row + 1]
             src = src[:, src.ne(d.pad()).squeeze(0)]
             logits = model(src, torch.tensor([src.size(1)]), prev)[0]
-            expected += -torch.log_softmax(logits.float(), -1)[0].gather(-1, tgt.unsqueeze(-1)).sum().item()
+            nll += -torch.log_softmax(logits.float(), -1)[0].gather(-1, tgt.unsqueeze(-1)).sum().item()
+            n_tokens += tgt.numel()
+    return nll, n_tokens
+
+
+def test_seq_inter_alpha_zero_is_gold_nll(seq_inter_task):
+    model = build_model(seq_inter_task).eval()
+    sample = selected_batch(seq_inter_task)
+    ours = criterion("seq_inter", seq_inter_task, kd_alpha=0.0, label_smoothing=0.1)(model, sample)[0]
+    ref = LabelSmoothedCrossEntropyCriterion(seq_inter_task, sentence_avg=False, label_smoothing=0.1)(model, sample)[0]
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_seq_inter_alpha_one_is_nll_of_selected(seq_inter_task, distilled):
+    model = build_model(seq_inter_task).eval()
+    sample = selected_batch(seq_inter_task)
+    ours = criterion("seq_inter", seq_inter_task, kd_alpha=1.0, label_smoothing=0.0)(model, sample)[0]
+    expected, _ = selected_nll(model, seq_inter_task, sample, lines(distilled / "train.selected.tgt"))
     assert ours.item() == pytest.approx(expected, rel=1e-5)
     assert sample["selected_target"].shape[0] == 8
+
+
+def test_seq_inter_logs_the_selected_nll_per_selected_token(seq_inter_task, distilled):
+    """kd_loss in the metrics = the selected hypotheses' NLL / their token count, in bits (hand computed)."""
+    from fairseq.logging import metrics
+
+    model = build_model(seq_inter_task).eval()
+    sample = selected_batch(seq_inter_task)
+    crit = criterion("seq_inter", seq_inter_task, kd_alpha=0.5, label_smoothing=0.1)
+    with torch.no_grad():
+        _, _, log = crit(model, sample)
+    nll, n_tokens = selected_nll(model, seq_inter_task, sample, lines(distilled / "train.selected.tgt"))
+    assert log["kd_ntokens"] == n_tokens == sample["selected_ntokens"]
+    with metrics.aggregate() as agg:
+        type(crit).reduce_metrics([log])
+    assert agg.get_smoothed_values()["kd_loss"] == pytest.approx(nll / n_tokens / math.log(2), abs=1e-3)
 
 
 def test_seq_inter_trains_end_to_end(tiny_data, distilled, tmp_path):
@@ -218,5 +239,5 @@ def test_seq_inter_misaligned_selected_targets(tiny_data, tmp_path):
                 "--optimizer", "adam", "--lr", "0.001", "--max-tokens", "500", "--save-dir", tmp_path,
                 "--task", "translation_seq_inter", "--selected-targets", tiny_data / "valid.src-tgt.tgt",
                 "--criterion", "seq_inter"], check=False)
-    last = proc.stderr.strip().splitlines()[-1]
+    last = error_line(proc)
     assert "has 24 sentences, subset 'train' has 400: the selected targets are not aligned" in last, last

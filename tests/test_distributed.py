@@ -7,7 +7,7 @@ import subprocess
 
 import torch
 
-from conftest import TINY_TRAIN, USER_DIR, clean_env, tool
+from helpers import TINY_TRAIN, USER_DIR, clean_env, tool
 
 
 def free_port():

@@ -38,7 +38,8 @@ def incremental_logits(model, sample):
     {},
     {"no_input_feeding": True},
     {"encoder_bidirectional": True},
-    {"share_decoder_input_output_embed": True, "decoder_out_embed_dim": 16},
+    {"share_decoder_input_output_embed": True},
+    {"share_decoder_input_output_embed": True, "decoder_hidden_size": 48},  # h~ projected down to the embeddings
     {"encoder_layers": 2, "decoder_layers": 1},
 ])
 def test_incremental_decoding_equals_full_forward(tiny_task, options):
@@ -84,3 +85,29 @@ def test_reorder_incremental_state_follows_beam(tiny_task):
 def test_tied_embeddings_share_storage(tiny_task):
     model = build_model(tiny_task, share_decoder_input_output_embed=True)
     assert model.decoder.output_projection.weight is model.decoder.embed_tokens.weight
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"share_decoder_input_output_embed": True, "decoder_out_embed_dim": 16},
+     "--share-decoder-input-output-embed ties the output layer to the decoder embeddings: "
+     "--decoder-out-embed-dim (16) must equal --decoder-embed-dim (32)"),
+    ({"decoder_layers": 0}, "--decoder-layers must be >= 1, got 0"),
+    ({"dropout": 1.0}, "--dropout must be in [0, 1), got 1.0"),
+])
+def test_conflicting_options_are_refused(tiny_task, options, message):
+    from fairseq_kd.errors import FairseqKDError
+
+    with pytest.raises(FairseqKDError) as error:
+        build_model(tiny_task, **options)
+    assert str(error.value) == message
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from fairseq_kd.models.kd_lstm import KDLSTMModel
+
+    parser = argparse.ArgumentParser()
+    KDLSTMModel.add_args(parser)
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(options) == 13 and all(a.help for a in options), [a.dest for a in options if not a.help]

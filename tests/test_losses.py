@@ -5,17 +5,16 @@ import pytest
 import torch
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
-from fairseq_kd.criterions.word_kd import WordKDCriterion
 from fairseq_kd.losses import (ensemble_probs, fused_sparse_word_kd, gold_nll, interpolate, kl_divergence,
                                soft_target_loss, tempered_log_probs)
 from fairseq_kd.teacher import Teacher
 
-from helpers import batch, build_model, sharpen
+from helpers import batch, build_model, criterion, sharpen
 
 
 def word_kd(task, alpha, temperature=1.0, eps=0.0, teachers=()):
-    return WordKDCriterion(task, teacher_path="", kd_alpha=alpha, kd_temperature=temperature,
-                           label_smoothing=eps, sentence_avg=False, teacher=Teacher(teachers) if teachers else None)
+    return criterion("word_kd", task, teacher=Teacher(teachers) if teachers else None, kd_alpha=alpha,
+                     kd_temperature=temperature, label_smoothing=eps)
 
 
 def test_alpha_zero_equals_label_smoothed_cross_entropy(tiny_task):

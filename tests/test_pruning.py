@@ -8,8 +8,7 @@ from fairseq_kd import pruning
 from fairseq_kd.errors import FairseqKDError
 from fairseq_kd.tasks.translation_prune import TranslationPruneTask, fp32_master_copies
 
-from conftest import USER_DIR, run, tool, train
-from helpers import build_model
+from helpers import USER_DIR, build_model, error_line, hypotheses, run, tool, train
 
 
 def weights_of(task, arch="kd_lstm_1x32"):
@@ -156,7 +155,7 @@ def test_pruned_model_loads_in_plain_generate(pruned_run, tiny_data):
     save, _ = pruned_run
     proc = run([tool("fairseq-generate"), tiny_data, "--user-dir", USER_DIR, "--path", save / "checkpoint_last.pt",
                 "--gen-subset", "test", "--cpu", "--beam", "2"])
-    assert sum(line.startswith("H-") for line in proc.stdout.splitlines()) == 24
+    assert len(hypotheses(proc.stdout)) == 24
 
 
 def test_gradual_schedule_reaches_the_ratio(tiny_data, tiny_teacher, tmp_path):
@@ -171,23 +170,23 @@ def test_gradual_schedule_reaches_the_ratio(tiny_data, tiny_teacher, tmp_path):
 
 def test_prune_cli_bad_inputs(tiny_teacher, tmp_path):
     proc = run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "1", "--output", tmp_path / "x.pt"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == "fairseq_kd: error: --prune-ratio must be in [0, 1), got 1.0"
+    assert error_line(proc) == "--prune-ratio must be in [0, 1), got 1.0"
     proc = run([tool("fairseq-kd-prune"), tmp_path / "none.pt", "--prune-ratio", "0.5", "--output", tmp_path / "x.pt"],
                check=False)
-    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
+    assert error_line(proc) == f"checkpoint not found: {tmp_path / 'none.pt'}"
     assert not (tmp_path / "x.pt").exists()
 
 
 @pytest.mark.parametrize("option,message", [
-    (["--prune-ratio", "1.5"], "fairseq_kd: error: --prune-ratio must be in [0, 1), got 1.5"),
-    (["--prune-exclude", "["], "fairseq_kd: error: --prune-exclude is not a valid regular expression "
+    (["--prune-ratio", "1.5"], "--prune-ratio must be in [0, 1), got 1.5"),
+    (["--prune-exclude", "["], "--prune-exclude is not a valid regular expression "
                                "(unterminated character set at position 0): '['"),
 ])
 def test_prune_task_bad_options(tiny_data, tmp_path, option, message):
     proc = run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--save-dir", tmp_path, "--cpu",
                 "--task", "translation_prune", "--arch", "kd_lstm_1x32", *option,
                 "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "300"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == message
+    assert error_line(proc) == message
 
 
 def test_prune_task_refuses_a_checkpoint_of_another_architecture(tiny_data, tiny_teacher, tmp_path):
@@ -196,9 +195,9 @@ def test_prune_task_refuses_a_checkpoint_of_another_architecture(tiny_data, tiny
                 "--task", "translation_prune", "--arch", "kd_lstm_1x32", "--prune-ratio", "0.5",
                 "--finetune-from-model", tiny_teacher, "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "300"],
                check=False)
-    last = proc.stderr.strip().splitlines()[-1]
+    last = error_line(proc)
     assert proc.returncode != 0
-    assert last.startswith(f"fairseq_kd: error: checkpoint {tiny_teacher} does not fit the model being trained: "
+    assert last.startswith(f"checkpoint {tiny_teacher} does not fit the model being trained: "
                            "another architecture or dictionary (size mismatch for encoder.embed_tokens.weight"), last
     assert "Traceback" not in proc.stderr
 
@@ -259,5 +258,5 @@ def test_exclude_in_the_cli_and_the_task(tiny_data, tiny_teacher, tmp_path):
 
     proc = run([tool("fairseq-kd-prune"), tiny_teacher, "--prune-ratio", "0.8", "--prune-exclude", "[",
                 "--output", tmp_path / "x.pt"], check=False)
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "fairseq_kd: error: --prune-exclude is not a valid regular expression")
+    assert error_line(proc).startswith(
+        "--prune-exclude is not a valid regular expression")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SHARED_DATA, clean_env
+from helpers import ROOT, SHARED_DATA, clean_env
 
 RECIPES = {
     # the multi30k smoke run prunes the Seq-Inter student (retrained with seq_inter), the others the auto choice;
@@ -30,7 +30,10 @@ def recipe(script, work, timeout=900, **env_vars):
     return subprocess.run(["bash", str(ROOT / script)], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module", params=sorted(RECIPES))
+# Each recipe's smoke run is slow (minutes) and its own xdist group: the three run on both cores side by side, and
+# each once (the tests that read one run go with it).
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=[pytest.mark.slow, pytest.mark.xdist_group(name)])
+                                        for name in sorted(RECIPES)])
 def smoke_run(request, tmp_path_factory):
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
@@ -67,7 +70,7 @@ def test_smoke_every_stage_ran(smoke_run):
         student = (work / "pruned_student.txt").read_text().strip()
         cache = work / f"topk_self_{student}"
         meta = json.loads((cache / "meta.json").read_text())
-        assert meta["teachers"] == [str((work / student / "checkpoint_best.pt").resolve())]
+        assert [t["path"] for t in meta["teachers"]] == [str((work / student / "checkpoint_best.pt").resolve())]
         assert "criterion: WordKDCriterion" in log and log.count(f"'teacher_topk_path': '{cache}'") >= len(PRUNED)
     print(f"{name}: smoke run took {seconds:.0f} s")
 

@@ -7,7 +7,7 @@ import pytest
 from fairseq_kd.cli import score, table
 from fairseq_kd.errors import FairseqKDError
 
-from conftest import USER_DIR, run, tool
+from helpers import USER_DIR, error_line, run, tool
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +88,10 @@ def test_speed_interleaved_repeats_give_the_same_rows(speed_json, tiny_data, tin
 def test_speed_bad_inputs(tiny_data, tmp_path):
     proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "none.pt",
                 "--output", tmp_path / "o.json"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: checkpoint not found: {tmp_path / 'none.pt'}"
+    assert error_line(proc) == f"checkpoint not found: {tmp_path / 'none.pt'}"
     proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "none.pt",
                 "--beam", "0", "--output", tmp_path / "o.json"], check=False)
-    assert "--beam and --batch-size take values >= 1" in proc.stderr.strip().splitlines()[-1]
+    assert "--beam and --batch-size take values >= 1" in error_line(proc)
 
 
 def test_speed_unwritable_outputs_fail_before_measuring(tiny_data, tiny_teacher, tmp_path):
@@ -102,7 +102,7 @@ def test_speed_unwritable_outputs_fail_before_measuring(tiny_data, tiny_teacher,
                     "--gen-subset", "test", *option], check=False)
         expected = (f"--output: {blocker} is a file, not a directory" if option[-2] == "--output" else
                     f"--hyp-dir: cannot create the directory {blocker / 'hyps'} (Not a directory)")
-        assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: {expected}"
+        assert error_line(proc) == expected
         assert " words/s" not in proc.stdout  # nothing was measured
     # a directory that does not exist yet is created
     out = tmp_path / "new" / "o.json"
@@ -116,7 +116,7 @@ def test_speed_empty_source_file(tiny_data, tiny_teacher, tmp_path):
     empty.write_text("")
     proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
                 "--source-file", empty, "--output", tmp_path / "o.json"], check=False)
-    assert proc.stderr.strip().splitlines()[-1] == f"fairseq_kd: error: source file {empty} is empty"
+    assert error_line(proc) == f"source file {empty} is empty"
 
 
 def test_speed_on_raw_source_file(tiny_data, tiny_teacher, tmp_path):
@@ -157,6 +157,22 @@ def test_table_markdown_exact(tmp_path):
         "\n"
         "Speed-up and ΔBLEU against teacher with beam 5; words/s at batch size 64.\n")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_table_reference_defaults_to_teacher_beam_5_else_first_row(tmp_path):
+    rows = [("student", 10, 10, 1000, [(1, 18.0, 900.0), (5, 19.0, 300.0), (8, 19.2, 200.0)]),
+            ("teacher", 50, 50, 5000, [(1, 19.0, 100.0), (5, 20.0, 60.0), (8, 20.1, 40.0)])]
+    a = hand_json(tmp_path / "a.json", rows)
+    md = tmp_path / "t.md"
+    table.main([str(a), "--output-md", str(md)])
+    text = md.read_text()
+    assert ("Speed-up and ΔBLEU against teacher with beam 5 (the default reference: the model named teacher, else "
+            "the first model); words/s at batch size 64.") in text
+    assert "| student | 0.0k | 0.0k | 0.0 | 18.00 | 19.00 | 900 | 300 | 15.0x | 5.0x | -2.00 | -1.00 |" in text
+    b = hand_json(tmp_path / "b.json", [("big", *rows[1][1:]), ("small", *rows[0][1:])])
+    table.main([str(b), "--output-md", str(md)])
+    assert "against big with beam 5 (the default reference" in md.read_text()
+    assert "| big | 0.1k | 0.1k | 0.0 | 19.00 | 20.00 | 100 | 60 | 1.7x | 1.0x | -1.00 | +0.00 |" in md.read_text()
 
 
 def test_pareto_front():

@@ -6,12 +6,10 @@ import pytest
 import torch
 
 from fairseq.data import Dictionary
-from fairseq_kd.criterions.word_kd import WordKDCriterion
 from fairseq_kd.errors import FairseqKDError
 from fairseq_kd.teacher_topk_cache import TeacherTopKCache
 
-from conftest import USER_DIR, run, tool, train
-from helpers import batch, build_model
+from helpers import USER_DIR, batch, build_model, criterion, error_line, run, tool, train
 
 CACHE_FILES = ("ids.npy", "values.npy", "offsets.npy", "meta.json")
 
@@ -31,9 +29,9 @@ def full_cache(tiny_data, tiny_teacher, tmp_path_factory):
 
 
 def criteria(task, teacher_path, cache, temperature=2.0):
-    common = dict(kd_alpha=0.6, kd_temperature=temperature, label_smoothing=0.1, sentence_avg=False)
-    online = WordKDCriterion(task, teacher_path=str(teacher_path), **common)
-    offline = WordKDCriterion(task, teacher_path="", teacher_topk_path=str(cache), train_subset="train", **common)
+    common = dict(kd_alpha=0.6, kd_temperature=temperature, label_smoothing=0.1)
+    online = criterion("word_kd", task, teacher_path=str(teacher_path), **common)
+    offline = criterion("word_kd", task, teacher_topk_path=str(cache), **common)
     assert offline.teacher is None and offline.topk_cache is not None
     return online, offline
 
@@ -61,8 +59,7 @@ def test_validation_with_cache_only_uses_the_gold_term(tiny_task, tiny_teacher, 
     sample = batch(tiny_task, split="valid")
     student = build_model(tiny_task, seed=3).eval()
     loss, _, log = offline(student, sample)
-    gold = WordKDCriterion(tiny_task, teacher_path="", kd_alpha=0.0, kd_temperature=1.0, label_smoothing=0.1,
-                           sentence_avg=False)(student, sample)[0]
+    gold = criterion("word_kd", tiny_task, kd_alpha=0.0, label_smoothing=0.1)(student, sample)[0]
     assert loss.item() == pytest.approx(gold.item(), rel=1e-6) and log["kd_loss"].item() == 0
 
 
@@ -103,7 +100,7 @@ def test_dump_refuses_other_settings_in_same_dir(tiny_data, tiny_teacher, tmp_pa
     dump(tiny_data, tiny_teacher, tmp_path, "--gen-subset", "valid", "--topk", "4")
     proc = run([tool("fairseq-kd-dump-topk"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
                 "--destdir", tmp_path, "--gen-subset", "valid", "--topk", "5"], check=False)
-    assert "holds a run with other settings" in proc.stderr.strip().splitlines()[-1]
+    assert "holds a run with other settings" in error_line(proc)
 
 
 def test_cache_of_another_subset_is_rejected_before_training(tiny_data, tiny_teacher, tmp_path):
@@ -112,8 +109,8 @@ def test_cache_of_another_subset_is_rejected_before_training(tiny_data, tiny_tea
     proc = run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--arch", "kd_lstm_1x32", "--cpu",
                 "--optimizer", "adam", "--lr", "0.001", "--max-tokens", "500", "--save-dir", tmp_path / "s",
                 "--criterion", "word_kd", "--teacher-topk-path", cache], check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"fairseq_kd: error: top-k cache {cache} was made for subset 'valid' of 24 sentences, "
+    last = error_line(proc)
+    assert last.startswith(f"top-k cache {cache} was made for subset 'valid' of 24 sentences, "
                            "which is not the 'train' subset being trained on"), last
     assert not (tmp_path / "s" / "checkpoint_last.pt").exists()
 
@@ -137,4 +134,4 @@ def test_incomplete_cache_is_not_used(tmp_path):
 def test_topk_out_of_range(tiny_data, tiny_teacher, tmp_path):
     proc = run([tool("fairseq-kd-dump-topk"), tiny_data, "--user-dir", USER_DIR, "--path", tiny_teacher, "--cpu",
                 "--destdir", tmp_path, "--topk", "0"], check=False)
-    assert "--topk must be in [1," in proc.stderr.strip().splitlines()[-1]
+    assert "--topk must be in [1," in error_line(proc)

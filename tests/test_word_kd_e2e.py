@@ -7,7 +7,7 @@ import torch
 
 import fairseq_kd  # noqa: F401  (its import allow-lists the globals fairseq checkpoints pickle)
 
-from conftest import USER_DIR, make_corpus, preprocess, run, tool, train
+from helpers import USER_DIR, error_line, hypotheses, make_corpus, preprocess, run, tool, train
 
 STUDENT = ["--arch", "kd_lstm_1x32", "--encoder-embed-dim", "24"]
 
@@ -15,8 +15,7 @@ STUDENT = ["--arch", "kd_lstm_1x32", "--encoder-embed-dim", "24"]
 def generate(data, ckpt, *extra):
     proc = run([tool("fairseq-generate"), data, "--user-dir", USER_DIR, "--path", ckpt, "--gen-subset", "test",
                 "--cpu", "--beam", "3", "--batch-size", "8", *extra])
-    hyps = [line for line in proc.stdout.splitlines() if line.startswith("H-")]
-    return hyps, proc
+    return hypotheses(proc.stdout), proc
 
 
 @pytest.fixture(scope="module")
@@ -99,29 +98,29 @@ def failing_train(data, save, *args):
                 *args], check=False)
     assert proc.returncode != 0
     assert not (save / "checkpoint_last.pt").exists()
-    return proc.stderr.strip().splitlines()[-1]
+    return error_line(proc)
 
 
 def test_dictionary_size_mismatch(tiny_data, other_vocab_teachers, tmp_path):
     last = failing_train(tiny_data, tmp_path, "--criterion", "word_kd", "--teacher-path", other_vocab_teachers["size"])
-    assert last.startswith("fairseq_kd: error: teacher") and "target dictionary of" in last, last
+    assert last.startswith("teacher") and "target dictionary of" in last, last
 
 
 def test_dictionary_symbols_mismatch(tiny_data, other_vocab_teachers, tmp_path):
     last = failing_train(tiny_data, tmp_path, "--criterion", "word_kd", "--teacher-path", other_vocab_teachers["symbols"])
-    assert last.startswith("fairseq_kd: error: teacher") and "differs from the task's target dictionary" in last, last
+    assert last.startswith("teacher") and "differs from the task's target dictionary" in last, last
 
 
 def test_missing_teacher(tiny_data, tmp_path):
     last = failing_train(tiny_data, tmp_path, "--criterion", "word_kd", "--teacher-path", tmp_path / "nope.pt")
-    assert last == f"fairseq_kd: error: teacher checkpoint not found: {tmp_path / 'nope.pt'}"
+    assert last == f"teacher checkpoint not found: {tmp_path / 'nope.pt'}"
 
 
 def test_corrupt_teacher(tiny_data, tiny_teacher, tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(tiny_teacher.read_bytes()[:5000])
     last = failing_train(tiny_data, tmp_path / "s", "--criterion", "word_kd", "--teacher-path", broken)
-    assert last.startswith(f"fairseq_kd: error: teacher checkpoint {broken} could not be read"), last
+    assert last.startswith(f"teacher checkpoint {broken} could not be read"), last
 
 
 @pytest.mark.parametrize("flag,value,message", [
@@ -131,4 +130,4 @@ def test_corrupt_teacher(tiny_data, tiny_teacher, tmp_path):
 ])
 def test_out_of_range_flags(tiny_data, tiny_teacher, tmp_path, flag, value, message):
     last = failing_train(tiny_data, tmp_path, "--criterion", "word_kd", "--teacher-path", tiny_teacher, flag, value)
-    assert last == f"fairseq_kd: error: {message}"
+    assert last == message

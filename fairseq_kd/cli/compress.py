@@ -19,6 +19,7 @@ import os
 from .. import compression
 from ..errors import FairseqKDError
 from ..checkpoint_compat import plain_cfg, read_checkpoint
+from ..outputs import atomic_path, output_dir, output_file
 
 
 def dense_fp32_bytes(state):
@@ -32,18 +33,18 @@ def strip(state, output):
     # fairseq's loader needs the rest; task_state holds training-only state such as translation_prune's masks
     kept = {k: v for k, v in state.items() if k not in ("last_optimizer_state", "task_state")}
     kept["cfg"] = plain_cfg(state.get("cfg"))
-    torch.save(kept, output + ".tmp")
-    os.replace(output + ".tmp", output)
+    with atomic_path(output) as tmp:
+        torch.save(kept, tmp)
 
 
 def strip_all(checkpoints, output):
     if len(checkpoints) == 1:
-        outputs = [output]
+        outputs = [output_file(output, "--output")]
     else:
+        output_dir(output, "--output")
         names = [os.path.basename(os.path.dirname(os.path.abspath(c))) for c in checkpoints]
         if len(set(names)) < len(names):
             raise FairseqKDError(f"several inputs from one directory ({', '.join(names)}): strip them one by one")
-        os.makedirs(output, exist_ok=True)
         outputs = [os.path.join(output, f"{n}.pt") for n in names]
     for src, dst in zip(checkpoints, outputs):
         if os.path.abspath(src) == os.path.abspath(dst):
@@ -70,6 +71,7 @@ def main(argv=None):
     args.checkpoint = args.checkpoint[0]
     if os.path.abspath(args.output) == os.path.abspath(args.checkpoint):
         raise FairseqKDError("--output must not overwrite the input checkpoint")
+    output_file(args.output, "--output")
     state = read_checkpoint(args.checkpoint)
     payload = compression.compress_state(state, args.sparse, args.int8)
     compression.save_compressed(payload, args.output)

@@ -21,12 +21,15 @@ repetition loop runs to fairseq's length limit) is replaced by the gold target i
 and counted (the n-best file keeps what the teacher wrote; without gold targets it is kept and counted).
 --degenerate-len-a 0 turns this off. It is applied when the outputs are written, so `--merge` with other values
 redoes it without decoding again.
+OUT/provenance.json          the identity of each teacher checkpoint (fairseq_kd.provenance): a recipe that finds the
+                                  corpus done checks that its teacher has not changed since (fairseq-kd-check-cache OUT).
 Resumable: chunks of --chunk-size sentences are written atomically to OUT/work; a rerun continues with the
 first missing one. Shards (--shard-id/--num-shards, same OUT) split the chunks; `--merge` checks that every
 chunk is there and writes the outputs (a single-shard run merges by itself).
 """
 import argparse
 import glob
+import json
 import os
 import shutil
 import time
@@ -39,6 +42,8 @@ from fairseq.data import indexed_dataset
 from .. import inference
 from ..chunked_job import ChunkedJob
 from ..errors import FairseqKDError
+from ..outputs import atomic_write_lines, atomic_write_text, output_dir
+from ..provenance import checkpoint_identity, weights_only
 from ..seq_inter_selection import select_closest
 from ..teacher import Teacher
 
@@ -106,13 +111,7 @@ def binarize(lines, dictionary, prefix):
     builder.finalize(prefix + ".idx")
 
 
-def write_text(path, lines):
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(path + ".tmp", path)
-
-
-def merge(job, task, cfg, dataset, opts):
+def merge(job, task, cfg, dataset, opts, teachers):
     job.check_complete()
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
     subset, out = cfg.dataset.gen_subset, opts.destdir
@@ -135,12 +134,12 @@ def merge(job, task, cfg, dataset, opts):
             detok = [(inference.detokenize(t, cfg), s) for t, s in hyps]
             chosen = hyps[select_closest(detok, inference.detokenize(gold, cfg))[0]][0]
             selected.append(target(chosen, src_tokens, gold, "selected"))
-    write_text(os.path.join(out, f"{subset}.{src}"), src_lines)
-    write_text(os.path.join(out, f"{subset}.{tgt}"), best)
+    atomic_write_lines(os.path.join(out, f"{subset}.{src}"), src_lines)
+    atomic_write_lines(os.path.join(out, f"{subset}.{tgt}"), best)
     if cfg.generation.nbest > 1:
-        write_text(os.path.join(out, f"{subset}.nbest.{tgt}"), nbest_lines)
+        atomic_write_lines(os.path.join(out, f"{subset}.nbest.{tgt}"), nbest_lines)
     if opts.select_closest:
-        write_text(os.path.join(out, f"{subset}.selected.{tgt}"), selected)
+        atomic_write_lines(os.path.join(out, f"{subset}.selected.{tgt}"), selected)
 
     data = cfg.task.data.split(":")[0]
     bin_dir = os.path.join(out, "bin")
@@ -153,6 +152,8 @@ def merge(job, task, cfg, dataset, opts):
     binarize(best, task.target_dictionary, os.path.join(bin_dir, f"{subset}.{src}-{tgt}.{tgt}"))
     if opts.select_closest:
         binarize(selected, task.target_dictionary, os.path.join(bin_dir, f"{subset}.selected.{src}-{tgt}.{tgt}"))
+    atomic_write_text(os.path.join(out, "provenance.json"), json.dumps(
+        {"what": "Seq-KD corpus", "subset": subset, "teachers": teachers}, indent=1))
     empty = sum(1 for line in best if not line.strip())
     fate = "kept: the subset has no gold targets" if dataset.tgt is None else "replaced by the gold target"
     print(f"wrote {out}: {len(best)} sentences ({empty} empty hypotheses; {n_degenerate['best']} best"
@@ -170,24 +171,31 @@ def main(argv=None):
         raise FairseqKDError(f"--num-shards must be >= 1, got {opts.num_shards}")
     if opts.degenerate_len_a < 0:
         raise FairseqKDError(f"--degenerate-len-a must be >= 0 (0: off), got {opts.degenerate_len_a:g}")
+    output_dir(opts.destdir, "--destdir")
     cfg = inference.generation_cfg(rest)
     check_search(cfg)
     task = inference.setup(cfg)
     dataset = inference.load_subset(task, cfg, cfg.dataset.gen_subset)
     if opts.select_closest and dataset.tgt is None:
         raise FairseqKDError(f"--select-closest needs the gold targets, and subset '{cfg.dataset.gen_subset}' has none")
+    teacher = None
+    if opts.merge:  # nothing to decode: the teachers' identities only, to check the chunks are theirs
+        identities = [checkpoint_identity(p) for p in inference.checkpoint_paths(cfg)]
+    else:
+        teacher = Teacher.load(cfg.common_eval.path, task)
+        identities = teacher.identities
     g = cfg.generation
+    # the chunks belong to these weights: a teacher retrained in place refuses the resume
     settings = {"data": os.path.abspath(cfg.task.data), "subset": cfg.dataset.gen_subset,
-                "teachers": [os.path.abspath(p) for p in cfg.common_eval.path.split(":")], "beam": g.beam,
+                "teachers": weights_only(identities), "beam": g.beam,
                 "nbest": g.nbest, "lenpen": g.lenpen, "max_len_a": g.max_len_a, "max_len_b": g.max_len_b,
                 "unnormalized": g.unnormalized, "sampling": g.sampling}
     job = ChunkedJob(os.path.join(opts.destdir, "work"), len(dataset), opts.chunk_size, settings)
-    if not opts.merge:
-        teacher = Teacher.load(cfg.common_eval.path, task)
+    if teacher is not None:
         inference.prepare_for_inference(teacher.models, cfg)
         decode_chunks(job, task, cfg, teacher, dataset, opts)
     if opts.merge or opts.num_shards == 1:
-        merge(job, task, cfg, dataset, opts)
+        merge(job, task, cfg, dataset, opts, identities)
     else:
         print(f"shard {opts.shard_id} of {opts.num_shards} done; run with --merge once every shard has finished")
 

@@ -18,6 +18,8 @@ from tqdm import tqdm
 from .. import inference
 from ..chunked_job import ChunkedJob
 from ..errors import FairseqKDError
+from ..outputs import output_dir
+from ..provenance import weights_only
 from ..losses import ensemble_probs
 from ..teacher import Teacher
 from ..teacher_topk_cache import dictionary_hash, sizes_hash, write_cache
@@ -45,6 +47,7 @@ def main(argv=None):
     if parsed is None:
         return
     opts, rest = parsed
+    output_dir(opts.destdir, "--destdir")
     cfg = inference.generation_cfg(rest)
     task = inference.setup(cfg)
     vocab = len(task.target_dictionary)
@@ -53,14 +56,14 @@ def main(argv=None):
     subset = cfg.dataset.gen_subset
     dataset = inference.load_subset(task, cfg, subset)
     teacher = Teacher.load(cfg.common_eval.path, task)  # checks files and dictionaries
-    paths = teacher.paths
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     inference.prepare_for_inference(teacher.models, cfg)
     meta = {"subset": subset, "n_sentences": len(dataset), "target_sizes_hash": sizes_hash(dataset.tgt_sizes),
             "dict_hash": dictionary_hash(task.target_dictionary), "dict_size": vocab,
-            "teachers": [os.path.abspath(p) for p in paths], "value_dtype": opts.cache_dtype,
-            "values": "log-probabilities at T=1"}
-    job = ChunkedJob(os.path.join(opts.destdir, "work"), len(dataset), opts.chunk_size, dict(meta, k=opts.topk))
+            "teachers": teacher.identities, "value_dtype": opts.cache_dtype, "values": "log-probabilities at T=1"}
+    # the chunks belong to these weights: a teacher retrained in place refuses the resume
+    job = ChunkedJob(os.path.join(opts.destdir, "work"), len(dataset), opts.chunk_size,
+                     dict(meta, teachers=weights_only(teacher.identities), k=opts.topk))
     value_dtype = torch.float16 if opts.cache_dtype == "float16" else torch.float32
     pad = task.target_dictionary.pad()
     max_tokens = cfg.dataset.max_tokens or (None if cfg.dataset.batch_size else 4000)

@@ -15,6 +15,7 @@ import torch
 from .. import pruning
 from ..errors import FairseqKDError
 from ..checkpoint_compat import plain_cfg, read_checkpoint
+from ..outputs import atomic_path, output_file
 
 
 def prune_state(state, ratio, scheme, prune_biases=False, exclude=None):
@@ -40,11 +41,12 @@ def main(argv=None):
     pruning.check_exclude(args.prune_exclude)
     if os.path.abspath(args.output) == os.path.abspath(args.checkpoint):
         raise FairseqKDError("--output must not overwrite the input checkpoint")
+    output_file(args.output, "--output")
     state = read_checkpoint(args.checkpoint)
     masks = prune_state(state, args.prune_ratio, args.prune_scheme, args.prune_biases, args.prune_exclude)
     state["cfg"] = plain_cfg(state.get("cfg"))  # fairseq's loader made it an OmegaConf object
-    torch.save(state, args.output + ".tmp")
-    os.replace(args.output + ".tmp", args.output)
+    with atomic_path(args.output) as tmp:
+        torch.save(state, tmp)
     print(pruning.sparsity_table(masks))
     print(f"wrote {args.output} ({os.path.getsize(args.output)} bytes), scheme {args.prune_scheme}")
 

@@ -16,11 +16,10 @@ import argparse
 import json
 import os
 
-import sacrebleu
-from sacremoses import MosesDetokenizer
-
 from .. import significance
+from ..bleu import check_aligned, corpus_bleu, detokenize, read_lines
 from ..errors import FairseqKDError
+from ..outputs import atomic_write_text, output_file
 
 
 def read_hypotheses(gen_path):
@@ -31,33 +30,6 @@ def read_hypotheses(gen_path):
                 tag, _score, *text = line.rstrip("\n").split("\t")
                 hyps[int(tag[2:])] = text[0] if text else ""
     return [hyps[i] for i in sorted(hyps)], hyps
-
-
-def read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
-
-
-def detokenize(lines, detok=None, lang="de"):
-    if detok != "moses":
-        return list(lines)
-    md = MosesDetokenizer(lang=lang)
-    return [md.detokenize(line.split()) for line in lines]
-
-
-def check_aligned(hypotheses, references, what="the generate output"):
-    if len(hypotheses) != len(references):
-        raise FairseqKDError(f"{len(hypotheses)} hypotheses but {len(references)} references: "
-                             f"{what} does not cover the reference file")
-
-
-def corpus_bleu(hypotheses, references, detok=None, lang="de"):
-    check_aligned(hypotheses, references)
-    hypotheses, references = detokenize(hypotheses, detok, lang), detokenize(references, detok, lang)
-    bleu = sacrebleu.metrics.BLEU()
-    result = bleu.corpus_score(hypotheses, [references])
-    return {"bleu": round(result.score, 2), "signature": str(bleu.get_signature()),
-            "n_sentences": len(hypotheses), "detok": detok or "none"}
 
 
 def main(argv=None):
@@ -80,6 +52,8 @@ def main(argv=None):
         raise FairseqKDError(f"{len(args.name)} --name labels for {len(args.outputs)} inputs")
     if args.paired_bs and len(args.outputs) < 2:
         raise FairseqKDError("--paired-bs compares inputs with the first one: give at least two")
+    if args.json:
+        output_file(args.json, "--json")
     names = args.name + [os.path.basename(p) for p in args.outputs[len(args.name):]]
     refs = read_lines(args.ref)
     systems = []  # (name, hypotheses), detokenized once for both the scores and the paired test
@@ -102,8 +76,7 @@ def main(argv=None):
             result["paired_bs"] = dict(test, baseline_name=base_name)
             print(f"  {name}: {significance.describe(test)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results[0] if len(results) == 1 else results, f, indent=2)
+        atomic_write_text(args.json, json.dumps(results[0] if len(results) == 1 else results, indent=2))
 
 
 if __name__ == "__main__":

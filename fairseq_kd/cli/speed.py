@@ -32,8 +32,9 @@ import time
 import torch
 
 from .. import __version__, compression, inference
+from ..bleu import corpus_bleu, read_lines
 from ..errors import FairseqKDError
-from .score import corpus_bleu, read_lines
+from ..outputs import atomic_write_lines, atomic_write_text, output_dir, output_file
 
 
 def own_options():
@@ -148,29 +149,11 @@ class Row:
         return row, [texts[sid][1] for sid in sorted(texts)]
 
 
-def make_output_dirs(output, hyp_dir):
-    """Create the directories the results go to before anything is measured: a bad --output or --hyp-dir
-    fails at once instead of after the whole measurement."""
-    for option, directory in (("--output", os.path.dirname(os.path.abspath(output))), ("--hyp-dir", hyp_dir)):
-        if directory is None:
-            continue
-        if os.path.exists(directory) and not os.path.isdir(directory):
-            raise FairseqKDError(f"{option}: {directory} is a file, not a directory")
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as e:
-            raise FairseqKDError(f"{option}: cannot create the directory {directory} ({e.strerror})") from None
-        if not os.access(directory, os.W_OK):
-            raise FairseqKDError(f"{option}: the directory {directory} is not writable")
-
-
 def write_hypotheses(hyp_dir, row, hyps):
     """The row's hypotheses, one a line in subset order, to HYP_DIR/NAME.beamB.batchN.txt; returns the path."""
     name = row["model"].replace(os.sep, "_")
     path = os.path.abspath(os.path.join(hyp_dir, f"{name}.beam{row['beam']}.batch{row['batch_size']}.txt"))
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(h.replace("\n", " ") + "\n" for h in hyps)
-    os.replace(path + ".tmp", path)
+    atomic_write_lines(path, (h.replace("\n", " ") for h in hyps))
     return path
 
 
@@ -189,11 +172,7 @@ def load_measured(cfg, task, path):
                         params_nonzero=sum(int(torch.count_nonzero(p)) for p in params), compressed=False)
 
 
-def main(argv=None):
-    parsed = inference.tool_options(argv, own_options(), __doc__)
-    if parsed is None:
-        return
-    opts, rest = parsed
+def check_options(opts):
     if not opts.path:
         raise FairseqKDError("give at least one --path CHECKPOINT")
     if any(b < 1 for b in opts.beam) or any(b < 1 for b in opts.batch_size):
@@ -201,10 +180,14 @@ def main(argv=None):
     if opts.repeats < 1:
         raise FairseqKDError(f"--repeats must be >= 1, got {opts.repeats}")
     inference.check_checkpoints(opts.path)
-    make_output_dirs(opts.output, opts.hyp_dir)
-    cfg = inference.generation_cfg(rest + ["--path", opts.path[0]])
-    task = inference.setup(cfg)
-    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    # before anything is measured: a bad --output or --hyp-dir fails at once, not after the measurement
+    output_file(opts.output, "--output")
+    if opts.hyp_dir:
+        output_dir(opts.hyp_dir, "--hyp-dir")
+
+
+def load_sentences(task, cfg, opts):
+    """The dataset measured, its name, the ids of the sentences decoded, and their references (or None)."""
     if opts.source_file:
         dataset, subset = raw_source_dataset(task, opts.source_file, opts.spm_model), os.path.abspath(opts.source_file)
     else:
@@ -217,44 +200,68 @@ def main(argv=None):
         if len(refs) != len(dataset):
             raise FairseqKDError(f"--ref has {len(refs)} lines, the subset has {len(dataset)} sentences")
         refs = [refs[i] for i in ids]
+    return dataset, subset, ids, refs
 
-    names = opts.name + [os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.basename(p)
-                         for p in opts.path[len(opts.name):]]
 
-    def finish(name, facts, row_state):
+class Measurement:
+    """The rows of one run over one set of sentences: built per model, timed in passes, then scored."""
+
+    def __init__(self, task, cfg, opts, dataset, ids, refs, use_cuda):
+        self.task, self.cfg, self.opts = task, cfg, opts
+        self.dataset, self.ids, self.refs, self.use_cuda = dataset, ids, refs, use_cuda
+
+    def rows_of(self, name, models, facts):
+        """Every (beam, batch size) row of a model, built one by one: each warms up just before it is timed."""
+        for beam in self.opts.beam:
+            for batch_size in self.opts.batch_size:
+                yield name, facts, Row(self.task, self.cfg, models, self.dataset, self.ids, beam, batch_size,
+                                       self.opts, self.use_cuda)
+
+    def measure(self, rows):
+        """--repeats timed passes of each row, round-robin over the rows given together; their JSON rows."""
+        for _ in range(self.opts.repeats):
+            for _, _, row in rows:
+                row.time_pass()
+        return [self.finish(*row) for row in rows]
+
+    def finish(self, name, facts, row_state):
         row, hyps = row_state.result()
         row.update(model=name, **facts)
-        if refs is not None:
-            bleu = corpus_bleu(hyps, refs, opts.detok, cfg.task.target_lang or "de")
+        if self.refs is not None:
+            bleu = corpus_bleu(hyps, self.refs, self.opts.detok, self.cfg.task.target_lang or "de")
             row.update(bleu=bleu["bleu"], bleu_signature=bleu["signature"])
         row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if opts.hyp_dir:
-            row["hypotheses"] = write_hypotheses(opts.hyp_dir, row, hyps)
-        bleu_text = "" if refs is None else f"  BLEU {row['bleu']:.2f}"
+        if self.opts.hyp_dir:
+            row["hypotheses"] = write_hypotheses(self.opts.hyp_dir, row, hyps)
+        bleu_text = "" if self.refs is None else f"  BLEU {row['bleu']:.2f}"
         print(f"{name:<28} beam {row['beam']:>2} batch {row['batch_size']:>3}: "
               f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
         return row
 
-    def rows_of(name, models, facts):  # built one by one: each row warms up just before it is timed
-        for beam in opts.beam:
-            for batch_size in opts.batch_size:
-                yield name, facts, Row(task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda)
 
-    def measure(rows):  # opts.repeats timed passes of each row, round-robin over the rows given together
-        for _ in range(opts.repeats):
-            for _, _, r in rows:
-                r.time_pass()
-        return [finish(*row) for row in rows]
+def main(argv=None):
+    parsed = inference.tool_options(argv, own_options(), __doc__)
+    if parsed is None:
+        return
+    opts, rest = parsed
+    check_options(opts)
+    cfg = inference.generation_cfg(rest + ["--path", opts.path[0]])
+    task = inference.setup(cfg)
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    dataset, subset, ids, refs = load_sentences(task, cfg, opts)
+    names = opts.name + [os.path.basename(os.path.dirname(os.path.abspath(p))) + "/" + os.path.basename(p)
+                         for p in opts.path[len(opts.name):]]
+    run = Measurement(task, cfg, opts, dataset, ids, refs, use_cuda)
 
-    if opts.interleave:
+    if opts.interleave:  # every model loaded at once; each pass goes round all rows
         loaded = [(name, *load_measured(cfg, task, path)) for name, path in zip(names, opts.path)]
-        results = measure([row for name, models, facts in loaded for row in rows_of(name, models, facts)])
-    else:
+        results = run.measure([row for name, models, facts in loaded for row in run.rows_of(name, models, facts)])
+    else:  # model by model, row by row
         results = []
         for name, path in zip(names, opts.path):
             models, facts = load_measured(cfg, task, path)
-            for row in rows_of(name, models, facts):
-                results += measure([row])
+            for row in run.rows_of(name, models, facts):
+                results += run.measure([row])
             del models
 
     report = {
@@ -269,9 +276,7 @@ def main(argv=None):
                  "interleave": opts.interleave},
         "results": results,
     }
-    with open(opts.output + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(opts.output + ".tmp", opts.output)
+    atomic_write_text(opts.output, json.dumps(report, indent=2))
     print(f"wrote {opts.output}")
 
 

@@ -12,6 +12,7 @@ import sys
 import sentencepiece as spm
 
 from ..errors import FairseqKDError
+from ..outputs import atomic_path, output_file
 
 
 def train(args):
@@ -45,10 +46,11 @@ def apply(args, convert):
         return
     if len(args.inputs) != len(args.outputs or []):
         raise FairseqKDError("--inputs and --outputs must name the same number of files")
+    for dst in args.outputs:
+        output_file(dst, "--outputs")
     for src, dst in zip(args.inputs, args.outputs):
-        with open(src, encoding="utf-8") as fin, open(dst + ".tmp", "w", encoding="utf-8") as fout:
+        with open(src, encoding="utf-8") as fin, atomic_path(dst) as tmp, open(tmp, "w", encoding="utf-8") as fout:
             fout.writelines(convert(sp, line) for line in fin)
-        os.replace(dst + ".tmp", dst)  # never leave a half-written output under the final name
 
 
 def main(argv=None):

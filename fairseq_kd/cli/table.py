@@ -3,9 +3,10 @@ Pareto plot, from the JSON files of fairseq-kd-speed.
 
     fairseq-kd-table speed1.json speed2.json --reference teacher --output-md table.md --output-png pareto.png
 
-One row per model. BLEU greedy = beam 1, BLEU beam = the largest beam measured (--beam to choose);
-words/s at --batch-size (default: the largest measured). Speed-up and delta BLEU are against the
---reference model's beam row. Files measured on different data, references, sentence counts or thread
+One row per model. BLEU greedy = beam 1, BLEU beam = beam 5 if measured, else the largest beam measured
+(--beam to choose); words/s at --batch-size (default: the largest measured). Speed-up and delta BLEU are
+against the --reference model's beam row: by default the model named `teacher` when there is one, else the
+first model; the table's caption says which. Files measured on different data, references, sentence counts or thread
 counts are refused (--allow-mixed marks the table instead). The plot shows BLEU (beam) against
 words/s (beam, log scale), point area proportional to parameters, and the Pareto front (no other model
 is both faster and better).
@@ -15,6 +16,7 @@ import json
 import os
 
 from ..errors import FairseqKDError
+from ..outputs import atomic_path, atomic_write_text, output_file
 
 COMPARABLE = ("subset", "sentences", "ref")
 
@@ -47,9 +49,19 @@ def pick(rows, model, beam, batch_size):
     return None
 
 
+DEFAULT_REFERENCE, DEFAULT_BEAM = "teacher", 5
+
+
+def default_reference(rows):
+    """The model named `teacher` when there is one, else the first model."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    return DEFAULT_REFERENCE if DEFAULT_REFERENCE in models else models[0]
+
+
 def summarize(rows, reference, beam=None, batch_size=None):
     models = list(dict.fromkeys(r["model"] for r in rows))
-    beam = beam or max(r["beam"] for r in rows)
+    beams = {r["beam"] for r in rows}
+    beam = beam or (DEFAULT_BEAM if DEFAULT_BEAM in beams else max(beams))
     batch_size = batch_size or max(r["batch_size"] for r in rows)
     if reference not in models:
         raise FairseqKDError(f"reference model '{reference}' is not in the JSONs (models: {', '.join(models)})")
@@ -84,7 +96,7 @@ def params_text(n):
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
 
 
-def markdown(summary, reference, beam, batch_size, mixed=()):
+def markdown(summary, reference, beam, batch_size, mixed=(), reference_given=True):
     head = (f"| Model | Params | Nonzero | Size (MB) | BLEU greedy | BLEU beam {beam} | Words/s greedy "
             f"| Words/s beam {beam} | Speed-up greedy | Speed-up beam {beam} | ΔBLEU greedy | ΔBLEU beam {beam} |")
     lines = [head, "|" + "---|" * 12]
@@ -96,7 +108,8 @@ def markdown(summary, reference, beam, batch_size, mixed=()):
             f"| {fmt(s['speedup_greedy'], '.1f')}x | {fmt(s['speedup_beam'], '.1f')}x "
             f"| {fmt(s['delta_bleu_greedy'], '.2f', True)} | {fmt(s['delta_bleu_beam'], '.2f', True)} |")
     lines.append("")
-    lines.append(f"Speed-up and ΔBLEU against {reference} with beam {beam}; words/s at batch size {batch_size}.")
+    how = "" if reference_given else " (the default reference: the model named teacher, else the first model)"
+    lines.append(f"Speed-up and ΔBLEU against {reference} with beam {beam}{how}; words/s at batch size {batch_size}.")
     if mixed:
         lines.append(f"**Warning: mixed measurement settings ({', '.join(mixed)}); rows are not strictly comparable.**")
     return "\n".join(lines) + "\n"
@@ -137,7 +150,8 @@ def plot(summary, beam, path):
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -145,18 +159,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="fairseq-kd-table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("json", nargs="+")
-    p.add_argument("--reference", required=True, help="model name the speed-up and delta BLEU are against")
+    p.add_argument("--reference", default=None, help="model name the speed-up and delta BLEU are against "
+                                                      "(default: teacher if there is one, else the first model)")
     p.add_argument("--beam", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--output-md", required=True)
     p.add_argument("--output-png", default=None)
     p.add_argument("--allow-mixed", action="store_true")
     args = p.parse_args(argv)
+    output_file(args.output_md, "--output-md")
+    if args.output_png:
+        output_file(args.output_png, "--output-png")
     rows, mixed = load_rows(args.json, args.allow_mixed)
-    summary, beam, batch_size = summarize(rows, args.reference, args.beam, args.batch_size)
-    text = markdown(summary, args.reference, beam, batch_size, mixed)
-    with open(args.output_md, "w") as f:
-        f.write(text)
+    if not rows:
+        raise FairseqKDError(f"no measured rows in {', '.join(args.json)}")
+    reference = args.reference or default_reference(rows)
+    summary, beam, batch_size = summarize(rows, reference, args.beam, args.batch_size)
+    text = markdown(summary, reference, beam, batch_size, mixed, reference_given=args.reference is not None)
+    atomic_write_text(args.output_md, text)
     print(text)
     if args.output_png:
         plot(summary, beam, args.output_png)

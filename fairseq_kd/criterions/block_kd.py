@@ -55,66 +55,62 @@ class BlockKDConfig(WordKDConfig):
 
 def check_block_config(cfg):
     for key, allowed in CHOICES.items():
-        if cfg[key] not in allowed:
-            raise FairseqKDError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
-    if cfg["block_size"] < 1:
-        raise FairseqKDError(f"--block-size must be >= 1, got {cfg['block_size']}")
-    if not 0.0 <= cfg["block_threshold"] <= 1.0:
-        raise FairseqKDError(f"--block-threshold must be in [0, 1], got {cfg['block_threshold']}")
-    if not cfg["block_temperature"] > 0.0:
-        raise FairseqKDError(f"--block-temperature must be > 0, got {cfg['block_temperature']}")
-    if not 0.0 <= cfg["select_rate"] <= 1.0:
-        raise FairseqKDError(f"--select-rate must be in [0, 1], got {cfg['select_rate']}")
-    if cfg["select_queue_size"] < 1:
-        raise FairseqKDError(f"--select-queue-size must be >= 1, got {cfg['select_queue_size']}")
-    if cfg["block_score"] == "student-ce" and cfg["block_weighting"] != "select":
+        if str(getattr(cfg, key)) not in allowed:
+            raise FairseqKDError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                 f"got {str(getattr(cfg, key))!r}")
+    if cfg.block_size < 1:
+        raise FairseqKDError(f"--block-size must be >= 1, got {cfg.block_size}")
+    if not 0.0 <= cfg.block_threshold <= 1.0:
+        raise FairseqKDError(f"--block-threshold must be in [0, 1], got {cfg.block_threshold}")
+    if not cfg.block_temperature > 0.0:
+        raise FairseqKDError(f"--block-temperature must be > 0, got {cfg.block_temperature}")
+    if not 0.0 <= cfg.select_rate <= 1.0:
+        raise FairseqKDError(f"--select-rate must be in [0, 1], got {cfg.select_rate}")
+    if cfg.select_queue_size < 1:
+        raise FairseqKDError(f"--select-queue-size must be >= 1, got {cfg.select_queue_size}")
+    if str(cfg.block_score) == "student-ce" and str(cfg.block_weighting) != "select":
         raise FairseqKDError("--block-score student-ce is a difficulty, not a confidence: use it with "
                              "--block-weighting select")
+    if cfg.teacher_topk_path:
+        raise FairseqKDError("block_kd scores blocks with the teacher's full distribution: use --teacher-path, "
+                             "not --teacher-topk-path")
+    if cfg.kd_alpha == 0.0:
+        raise FairseqKDError("block_kd with --kd-alpha 0 is plain NLL: use label_smoothed_cross_entropy")
 
 
 @register_criterion("block_kd", dataclass=BlockKDConfig)
 class BlockKDCriterion(WordKDCriterion):
-    def __init__(self, task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg,
-                 block_mode, block_size, block_score, block_weighting, block_threshold, block_temperature,
-                 select_rate, select_level, select_queue_size, teacher_topk_path="", teacher=None):
-        if teacher_topk_path:
-            raise FairseqKDError("block_kd scores blocks with the teacher's full distribution: use --teacher-path, "
-                                 "not --teacher-topk-path")
-        block_cfg = dict(block_mode=str(block_mode), block_size=block_size, block_score=str(block_score),
-                         block_weighting=str(block_weighting), block_threshold=block_threshold,
-                         block_temperature=block_temperature, select_rate=select_rate,
-                         select_level=str(select_level), select_queue_size=select_queue_size)
-        check_block_config(block_cfg)
-        if kd_alpha == 0.0:
-            raise FairseqKDError("block_kd with --kd-alpha 0 is plain NLL: use label_smoothed_cross_entropy")
-        super().__init__(task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg, teacher=teacher)
-        self.cfg_block = block_cfg
+    def __init__(self, cfg: BlockKDConfig, task, teacher=None):
+        check_block_config(cfg)
+        super().__init__(cfg, task, teacher=teacher)
+        self.block_mode, self.block_score = str(cfg.block_mode), str(cfg.block_score)
+        self.block_weighting, self.select_level = str(cfg.block_weighting), str(cfg.select_level)
         d = task.target_dictionary
         self.eos_idx = d.eos()
         specials = {d.bos(), d.pad(), d.eos(), d.unk()}
         self.word_start, self.is_punct, self.continues = blocks.symbol_flags(d.symbols, specials)
-        self.queue = blocks.ScoreQueue(select_queue_size) if block_cfg["select_level"] == "global" else None
+        self.queue = blocks.ScoreQueue(cfg.select_queue_size) if self.select_level == "global" else None
 
     def token_block_weights(self, target, teacher_probs_t1, student_lprobs):
         """B x T weights (0 at padding), and the number of blocks, for logging."""
-        c = self.cfg_block
+        c = self.cfg
         mask = target.ne(self.padding_idx)
-        starts = blocks.block_starts(target, c["block_mode"], c["block_size"], self.eos_idx,
+        starts = blocks.block_starts(target, self.block_mode, c.block_size, self.eos_idx,
                                      self.word_start, self.is_punct, self.continues)
         ids = blocks.block_ids(starts)
-        if c["block_score"] == "student-ce":
+        if self.block_score == "student-ce":
             per_token = -student_lprobs.detach().gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        elif c["block_score"] == "teacher-gold":
+        elif self.block_score == "teacher-gold":
             per_token = teacher_probs_t1.gather(-1, target.unsqueeze(-1)).squeeze(-1).clamp_min(1e-30).log()
         else:  # teacher-max
             per_token = teacher_probs_t1.max(dim=-1).values.clamp_min(1e-30).log()
         mean, counts = blocks.block_reduce(per_token, ids, mask)
         exists = counts.gt(0)
-        scores = mean if c["block_score"] == "student-ce" else mean.exp()
-        if c["block_weighting"] == "select":
-            w = blocks.select_blocks(scores, exists, c["select_rate"], c["select_level"], self.queue)
+        scores = mean if self.block_score == "student-ce" else mean.exp()
+        if self.block_weighting == "select":
+            w = blocks.select_blocks(scores, exists, c.select_rate, self.select_level, self.queue)
         else:
-            w = blocks.block_weights(scores, exists, c["block_weighting"], c["block_threshold"], c["block_temperature"])
+            w = blocks.block_weights(scores, exists, self.block_weighting, c.block_threshold, c.block_temperature)
         return blocks.token_weights(w, ids, mask), w.masked_select(exists)
 
     def soft_term(self, model, sample, net_output, target, lprobs):

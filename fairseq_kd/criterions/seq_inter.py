@@ -6,7 +6,8 @@ summed over each sentence's tokens (a sequence-level interpolation of the two lo
 normalised like fairseq's label_smoothed_cross_entropy by the gold target tokens (or sentences with
 --sentence-avg). The selected hypothesis is the teacher's K-best entry closest to the gold by sentence
 BLEU; the task `translation_seq_inter` supplies it. Batches without it (validation) get the gold term
-alone. Fine-tuning a Seq-KD student with this criterion is the paper's "Seq-KD + Seq-Inter".
+alone. The logged kd_loss is the selected hypotheses' NLL per selected-hypothesis token (in bits, as
+fairseq's nll_loss). Fine-tuning a Seq-KD student with this criterion is the paper's "Seq-KD + Seq-Inter".
 """
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..errors import FairseqKDError
 from ..losses import interpolate
-from .word_kd import DistillationCriterion
+from .distillation import DistillationCriterion
 
 
 @dataclass
@@ -30,9 +31,9 @@ class SeqInterConfig(FairseqDataclass):
 
 @register_criterion("seq_inter", dataclass=SeqInterConfig)
 class SeqInterCriterion(DistillationCriterion):
-    def __init__(self, task, kd_alpha, label_smoothing, sentence_avg):
-        super().__init__(task, kd_alpha, 1.0, label_smoothing, sentence_avg)
-        if kd_alpha > 0 and not getattr(task.cfg, "selected_targets", ""):
+    def __init__(self, cfg: SeqInterConfig, task):
+        super().__init__(cfg, task)
+        if cfg.kd_alpha > 0 and not getattr(task.cfg, "selected_targets", ""):
             raise FairseqKDError("seq_inter needs the selected targets: --task translation_seq_inter "
                                  "--selected-targets PREFIX (from fairseq-kd-distill --select-closest)")
 
@@ -47,9 +48,11 @@ class SeqInterCriterion(DistillationCriterion):
             selected_smoothed, selected_nll = self.gold_terms(selected_lprobs, sample["selected_target"])
             selected_sum, selected_nll_sum = selected_smoothed.sum(), selected_nll.sum()
             loss = interpolate(gold_sum, selected_sum, self.alpha)
+            selected_ntokens = sample["selected_ntokens"]
         else:
-            selected_nll_sum = torch.zeros_like(gold_sum)
+            selected_nll_sum, selected_ntokens = torch.zeros_like(gold_sum), 0
             loss = gold_sum
         sample_size = self.sample_size(sample)
-        # kd_loss reports the selected hypothesis' NLL (0 where there is none)
-        return loss, sample_size, self.logging_output(loss, nll.sum(), selected_nll_sum, sample, sample_size)
+        # kd_loss: the selected hypotheses' plain NLL over their own tokens (none in validation batches)
+        return loss, sample_size, self.logging_output(loss, nll.sum(), selected_nll_sum, sample, sample_size,
+                                                      kd_ntokens=selected_ntokens)

@@ -9,22 +9,18 @@ p_T is the teacher (the mean of the members' tempered probabilities for an ensem
 forcing on the gold prefix. The loss is summed over tokens and normalised like fairseq's
 label_smoothed_cross_entropy (by tokens, or sentences with --sentence-avg).
 """
-import math
 from dataclasses import dataclass, field
 
 import torch
 from omegaconf import II
 
-from fairseq import utils
-from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions import register_criterion
 from fairseq.dataclass import FairseqDataclass
-from fairseq.logging import metrics
 
-from ..errors import FairseqKDError
-from ..losses import (check_alpha, check_temperature, fused_sparse_word_kd, gold_nll, interpolate, soft_target_loss,
-                      tempered_log_probs)
+from ..losses import fused_sparse_word_kd, interpolate, soft_target_loss
 from ..teacher import Teacher
 from ..teacher_topk_cache import TeacherTopKCache, tempered_topk_probs
+from .distillation import DistillationCriterion
 
 
 @dataclass
@@ -37,62 +33,11 @@ class WordKDConfig(FairseqDataclass):
     teacher_topk_path: str = field(default="", metadata={
         "help": "offline teacher: a cache written by fairseq-kd-dump-topk for the training subset "
                 "(used instead of --teacher-path while training)"})
+    allow_stale_cache: bool = field(default=False, metadata={
+        "help": "use a --teacher-topk-path cache whose teacher checkpoint has changed since it was made "
+                "(a warning instead of an error)"})
     sentence_avg: bool = II("optimization.sentence_avg")
     train_subset: str = II("dataset.train_subset")
-
-
-class DistillationCriterion(FairseqCriterion):
-    """Shared glue: the gold term, the soft term against the teacher, and fairseq's metrics.
-
-    Subclasses decide what the soft term is fed (an online teacher here; cached top-k, block weights
-    and selected hypotheses in the other criterions).
-    """
-
-    def __init__(self, task, kd_alpha, kd_temperature, label_smoothing, sentence_avg):
-        super().__init__(task)
-        check_alpha(kd_alpha)
-        check_temperature(kd_temperature)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise FairseqKDError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
-        self.alpha = kd_alpha
-        self.temperature = kd_temperature
-        self.eps = label_smoothing
-        self.sentence_avg = sentence_avg
-
-    def gold_terms(self, lprobs, target):
-        return gold_nll(lprobs, target, self.eps, self.padding_idx)
-
-    def student_tempered(self, net_output, lprobs):
-        """The student's log-probs at T (its plain log-probs at T = 1: no second log-softmax)."""
-        return lprobs if self.temperature == 1.0 else tempered_log_probs(net_output[0], self.temperature)
-
-    def logging_output(self, loss, nll, kd, sample, sample_size):
-        return {
-            "loss": loss.data,
-            "nll_loss": nll.data,
-            "kd_loss": kd.data,
-            "ntokens": sample["ntokens"],
-            "nsentences": sample["target"].size(0),
-            "sample_size": sample_size,
-        }
-
-    def sample_size(self, sample):
-        return sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
-
-    @classmethod
-    def reduce_metrics(cls, logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sample_size, ntokens = total("sample_size"), total("ntokens")
-        metrics.log_scalar("loss", total("loss") / sample_size / math.log(2), sample_size, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
-        metrics.log_scalar("kd_loss", total("kd_loss") / ntokens / math.log(2), ntokens, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
-
-    @staticmethod
-    def logging_outputs_can_be_summed() -> bool:
-        return True
 
 
 @register_criterion("word_kd", dataclass=WordKDConfig)
@@ -103,18 +48,19 @@ class WordKDCriterion(DistillationCriterion):
     checkpoints on nll_loss then (--best-checkpoint-metric nll_loss).
     """
 
-    def __init__(self, task, teacher_path, kd_alpha, kd_temperature, label_smoothing, sentence_avg,
-                 teacher_topk_path="", train_subset="train", teacher: Teacher = None):
-        super().__init__(task, kd_alpha, kd_temperature, label_smoothing, sentence_avg)
+    def __init__(self, cfg: WordKDConfig, task, teacher: Teacher = None):
+        super().__init__(cfg, task)
         self.topk_cache = None
-        if teacher_topk_path and kd_alpha > 0:
-            self.topk_cache = TeacherTopKCache(teacher_topk_path)
-            task.load_dataset(train_subset)
-            self.topk_cache.check_matches(task.target_dictionary, train_subset, task.dataset(train_subset).tgt_sizes)
+        if cfg.teacher_topk_path and cfg.kd_alpha > 0:
+            subset = cfg.train_subset
+            self.topk_cache = TeacherTopKCache(cfg.teacher_topk_path)
+            task.load_dataset(subset)
+            self.topk_cache.check_matches(task.target_dictionary, subset, task.dataset(subset).tgt_sizes,
+                                          cfg.allow_stale_cache)
         # With a = 0 the loss is plain (label-smoothed) NLL and no teacher is needed.
         # `teacher` lets Python callers pass already-loaded models (fairseq never sets it).
-        if teacher is None and (teacher_path or (kd_alpha > 0 and self.topk_cache is None)):
-            teacher = Teacher.load(teacher_path, task)
+        if teacher is None and (cfg.teacher_path or (cfg.kd_alpha > 0 and self.topk_cache is None)):
+            teacher = Teacher.load(cfg.teacher_path, task)
         self.teacher = teacher
 
     def soft_term(self, model, sample, net_output, target, lprobs):

@@ -28,6 +28,8 @@ from fairseq.models import (
     register_model_architecture,
 )
 
+from ..errors import FairseqKDError
+
 DEFAULT_MAX_POSITIONS = 1024
 
 
@@ -35,27 +37,36 @@ DEFAULT_MAX_POSITIONS = 1024
 class KDLSTMModel(FairseqEncoderDecoderModel):
     @staticmethod
     def add_args(parser):
-        parser.add_argument("--encoder-embed-dim", type=int, metavar="N")
-        parser.add_argument("--encoder-hidden-size", type=int, metavar="N")
-        parser.add_argument("--encoder-layers", type=int, metavar="N")
+        parser.add_argument("--encoder-embed-dim", type=int, metavar="N", help="source embedding size")
+        parser.add_argument("--encoder-hidden-size", type=int, metavar="N",
+                            help="encoder LSTM size per direction (default: --encoder-embed-dim)")
+        parser.add_argument("--encoder-layers", type=int, metavar="N", help="encoder LSTM layers")
         parser.add_argument("--encoder-bidirectional", action="store_true",
                             help="bidirectional encoder (the two directions are concatenated)")
-        parser.add_argument("--decoder-embed-dim", type=int, metavar="N")
-        parser.add_argument("--decoder-hidden-size", type=int, metavar="N")
-        parser.add_argument("--decoder-layers", type=int, metavar="N")
+        parser.add_argument("--decoder-embed-dim", type=int, metavar="N",
+                            help="target embedding size (default: --encoder-embed-dim)")
+        parser.add_argument("--decoder-hidden-size", type=int, metavar="N",
+                            help="decoder LSTM size (default: --encoder-hidden-size)")
+        parser.add_argument("--decoder-layers", type=int, metavar="N",
+                            help="decoder LSTM layers (default: --encoder-layers); the decoder starts from the "
+                                 "encoder's final states when they match, from zeros otherwise")
         parser.add_argument("--decoder-out-embed-dim", type=int, metavar="N",
-                            help="size of h~ projected before the output layer (= decoder-embed-dim when tied)")
+                            help="size of h~ projected before the output layer (default: --decoder-hidden-size; "
+                                 "--decoder-embed-dim when the embeddings are tied, and it must equal it then)")
         parser.add_argument("--no-input-feeding", action="store_true",
                             help="do not feed h~_{t-1} into the decoder LSTM (one fused LSTM call per target)")
         parser.add_argument("--share-decoder-input-output-embed", action="store_true",
                             help="tie the decoder input embedding and the output projection")
         parser.add_argument("--dropout", type=float, metavar="D", help="dropout on embeddings, between layers, on h~")
-        parser.add_argument("--max-source-positions", type=int, metavar="N")
-        parser.add_argument("--max-target-positions", type=int, metavar="N")
+        parser.add_argument("--max-source-positions", type=int, metavar="N",
+                            help=f"longest source accepted, in tokens (default {DEFAULT_MAX_POSITIONS})")
+        parser.add_argument("--max-target-positions", type=int, metavar="N",
+                            help=f"longest target accepted, in tokens (default {DEFAULT_MAX_POSITIONS})")
 
     @classmethod
     def build_model(cls, args, task):
         kd_lstm_base(args)
+        check_options(args)
         encoder = KDLSTMEncoder(
             task.source_dictionary,
             embed_dim=args.encoder_embed_dim,
@@ -79,6 +90,20 @@ class KDLSTMModel(FairseqEncoderDecoderModel):
             max_positions=args.max_target_positions,
         )
         return cls(encoder, decoder)
+
+
+def check_options(args):
+    """Options that contradict each other are refused, as fairseq's lstm refuses them, never overridden."""
+    if args.share_decoder_input_output_embed and args.decoder_out_embed_dim != args.decoder_embed_dim:
+        raise FairseqKDError(f"--share-decoder-input-output-embed ties the output layer to the decoder embeddings: "
+                             f"--decoder-out-embed-dim ({args.decoder_out_embed_dim}) must equal --decoder-embed-dim "
+                             f"({args.decoder_embed_dim})")
+    for name in ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers", "decoder_embed_dim",
+                 "decoder_hidden_size", "decoder_layers", "decoder_out_embed_dim"):
+        if getattr(args, name) < 1:
+            raise FairseqKDError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise FairseqKDError(f"--dropout must be in [0, 1), got {args.dropout}")
 
 
 def embedding(num_embeddings, embedding_dim, padding_idx):
@@ -186,8 +211,6 @@ class KDLSTMDecoder(FairseqIncrementalDecoder):
         self.bridge = (nn.Linear(encoder_output_units, hidden_size)
                        if self.init_from_encoder and encoder_output_units != hidden_size else None)
         self.attention = GlobalAttention(hidden_size, encoder_output_units, hidden_size)
-        if share_input_output_embed:
-            out_embed_dim = embed_dim
         self.out_proj = nn.Linear(hidden_size, out_embed_dim, bias=False) if out_embed_dim != hidden_size else None
         self.output_projection = nn.Linear(out_embed_dim, len(dictionary), bias=False)
         if share_input_output_embed:
@@ -281,9 +304,10 @@ def kd_lstm_base(args):
     args.decoder_embed_dim = getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
     args.decoder_hidden_size = getattr(args, "decoder_hidden_size", args.encoder_hidden_size)
     args.decoder_layers = getattr(args, "decoder_layers", args.encoder_layers)
-    args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", args.decoder_hidden_size)
     args.no_input_feeding = getattr(args, "no_input_feeding", False)
     args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
+    args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", args.decoder_embed_dim
+                                         if args.share_decoder_input_output_embed else args.decoder_hidden_size)
     args.dropout = getattr(args, "dropout", 0.3)
     args.max_source_positions = getattr(args, "max_source_positions", DEFAULT_MAX_POSITIONS)
     args.max_target_positions = getattr(args, "max_target_positions", DEFAULT_MAX_POSITIONS)

@@ -20,8 +20,9 @@ KD_ALPHA=${KD_ALPHA:-0.5}
 KD_TEMPERATURE=${KD_TEMPERATURE:-1}
 STUDENTS=${STUDENTS:-nll word_kd}
 BLOCK_KD_ARGS=${BLOCK_KD_ARGS:---block-mode word --block-score teacher-gold --block-weighting confidence --block-threshold 0.1}
-LR=${LR:-0.003}
-MAX_TOKENS=${MAX_TOKENS:-1000}       # small batches: on CPU the number of updates is what is short
+TEACHER_LR=${TEACHER_LR:-0.003}
+STUDENT_LR=${STUDENT_LR:-0.003}
+BATCH_ARGS=${BATCH_ARGS:---max-tokens 1000}  # small batches: on CPU the number of updates is what is short
 BEAM=${BEAM:-5}
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
@@ -47,20 +48,21 @@ prepare() {
     --destdir "$BIN" --joined-dictionary --workers "$THREADS"
 }
 
-# train NAME ARCH EPOCHS CRITERION-ARGS...
+# train NAME ARCH EPOCHS LR CRITERION-ARGS...
+# shellcheck disable=SC2086
 train() {
-  local name=$1 arch=$2 epochs=$3; shift 3
+  local name=$1 arch=$2 epochs=$3 lr=$4; shift 4
   fairseq-train "$BIN" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --cpu \
-    --optimizer adam --lr "$LR" --clip-norm 5 --max-tokens "$MAX_TOKENS" --max-epoch "$epochs" \
+    --optimizer adam --lr "$lr" --clip-norm 5 $BATCH_ARGS --max-epoch "$epochs" \
     --no-epoch-checkpoints --no-progress-bar --log-interval 50 --seed 1 "$@"
 }
 
-teacher() { train teacher "$TEACHER_ARCH" "$TEACHER_EPOCHS" --criterion label_smoothed_cross_entropy --label-smoothing 0.1; }
+teacher() { train teacher "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" --criterion label_smoothed_cross_entropy --label-smoothing 0.1; }
 KD_ARGS=(--teacher-path "$WORK/teacher/checkpoint_best.pt" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" --label-smoothing 0.1)
-student_nll() { train student_nll "$STUDENT_ARCH" "$STUDENT_EPOCHS" --criterion label_smoothed_cross_entropy --label-smoothing 0.1; }
-student_word_kd() { train student_word_kd "$STUDENT_ARCH" "$STUDENT_EPOCHS" --criterion word_kd "${KD_ARGS[@]}"; }
+student_nll() { train student_nll "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion label_smoothed_cross_entropy --label-smoothing 0.1; }
+student_word_kd() { train student_word_kd "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion word_kd "${KD_ARGS[@]}"; }
 # shellcheck disable=SC2086
-student_block_kd() { train student_block_kd "$STUDENT_ARCH" "$STUDENT_EPOCHS" --criterion block_kd "${KD_ARGS[@]}" $BLOCK_KD_ARGS; }
+student_block_kd() { train student_block_kd "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion block_kd "${KD_ARGS[@]}" $BLOCK_KD_ARGS; }
 
 MODELS=(teacher)
 for s in $STUDENTS; do MODELS+=("student_$s"); done

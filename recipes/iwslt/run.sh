@@ -21,10 +21,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${WORK:=$ROOT/work/iwslt_${PAIR}_smoke}"
   : "${STANDIN:=$ROOT/../shared/data/multi30k}" "${N_TRAIN:=500}" "${N_EVAL:=40}"
   : "${IWSLT14_DIR:=$WORK/standin_iwslt14}"
-  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
-  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
-  : "${SPEED_REPEATS:=1}"
-  : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
+  smoke_defaults
   # the stand-in has prepare-iwslt14.sh's layout: Moses-tokenized, lowercased (no BPE: subword-nmt is not a dependency)
   mkdir -p "$IWSLT14_DIR"
   for l in de en; do

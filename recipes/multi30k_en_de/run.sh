@@ -14,10 +14,7 @@ source "$ROOT/recipes/lib.sh"
 SRC=en TGT=de
 if [ "${SMOKE:-0}" = 1 ]; then
   : "${WORK:=$ROOT/work/multi30k_en_de_smoke}" "${N_TRAIN:=600}" "${N_EVAL:=60}" "${VOCAB:=300}"
-  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
-  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
-  : "${SPEED_REPEATS:=1}"
-  : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
+  smoke_defaults
 else
   : "${WORK:=$ROOT/work/multi30k_en_de}" "${N_TRAIN:=0}" "${N_EVAL:=0}" "${VOCAB:=6000}"
   : "${TEACHER_ARCH:=kd_lstm_2x256}" "${STUDENT_ARCH:=kd_lstm_1x128}" "${TEACHER_EPOCHS:=6}" "${STUDENT_EPOCHS:=7}"

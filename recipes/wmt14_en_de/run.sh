@@ -14,10 +14,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${STANDIN:=$ROOT/../shared/data/wmt15-ende-10k}" "${N_TRAIN:=500}" "${N_EVAL:=40}"
   : "${RAW_DIR:=$WORK/standin_raw}" "${TRAIN_CORPORA:=standin-train}" "${DEV_SETS:=standin-dev}" "${TEST_SET:=standin-test}"
   : "${SUBWORD:=word}" "${VOCAB:=400}"
-  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
-  : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
-  : "${SPEED_REPEATS:=1}"
-  : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
+  smoke_defaults
   : "${BATCH_ARGS:=--max-tokens 2000}"
   # the stand-in: wmt15-ende-10k is Moses-tokenized with escapes, the recipe expects raw text
   mkdir -p "$RAW_DIR"
