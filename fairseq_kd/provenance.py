@@ -34,7 +34,7 @@ def model_state_hash(model_state: Dict) -> str:
         if torch.is_tensor(value):
             tensor = value.detach().cpu().contiguous()
             digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode("utf-8"))
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the tensor's own buffer, not a copy
         else:
             digest.update(repr(value).encode("utf-8"))
     return digest.hexdigest()

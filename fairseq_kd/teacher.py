@@ -68,7 +68,7 @@ class Teacher:
     def __init__(self, models: Sequence[torch.nn.Module], paths: Sequence[str] = (), identities: Sequence[Dict] = ()):
         self.models = list(models)
         self.paths = list(paths)
-        self.identities = list(identities)  # provenance.checkpoint_identity of each file, for the caches it makes
+        self.identities = list(identities)  # provenance.checkpoint_identity of each file (Teacher.load(identify=True))
         for m in self.models:
             m.eval()
             m.requires_grad_(False)
@@ -76,7 +76,9 @@ class Teacher:
                 raise FairseqKDError("teachers with an adaptive softmax are not supported (their logits are not a full softmax)")
 
     @classmethod
-    def load(cls, paths: str, task) -> "Teacher":
+    def load(cls, paths: str, task, identify: bool = False) -> "Teacher":
+        """`identify`: also hash each checkpoint's weights (provenance), for the tools that write caches; a
+        teacher used online in training needs no identity, and its start-up no extra pass over the weights."""
         files = [p for p in utils.split_paths(paths or "") if p]
         if not files:
             raise FairseqKDError("no teacher checkpoint given (--teacher-path PATH[:PATH...])")
@@ -84,7 +86,8 @@ class Teacher:
         for path in files:
             state = checkpoint_compat.read_checkpoint(path, what="teacher checkpoint")
             check_dictionaries(path, state, task.source_dictionary, task.target_dictionary)
-            identities.append(checkpoint_identity(path, state))
+            if identify:
+                identities.append(checkpoint_identity(path, state))
             loaded, _cfg, _task = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
             models.extend(loaded)
             logger.info("teacher %s: %s, %d parameters", path, type(loaded[0]).__name__,

@@ -15,14 +15,14 @@ line, and counted):
     OUT/bin/                      the data's dictionaries, <subset> binarized with them (distilled target, original
                                   source), every other split copied, and <subset>.selected.* when selected:
                                   `fairseq-train OUT/bin` trains on the distilled corpus directly.
+    OUT/provenance.json           the identity of each teacher checkpoint (fairseq_kd.provenance): a recipe that finds
+                                  the corpus done checks that its teacher has not changed since (fairseq-kd-check-cache)
 A failed decode is not a training target: a best (or selected) hypothesis longer than
 --degenerate-len-a x source length + --degenerate-len-b tokens (default 2 x source + 10; a teacher caught in a
 repetition loop runs to fairseq's length limit) is replaced by the gold target in the Seq-KD and selected corpora
 and counted (the n-best file keeps what the teacher wrote; without gold targets it is kept and counted).
 --degenerate-len-a 0 turns this off. It is applied when the outputs are written, so `--merge` with other values
 redoes it without decoding again.
-OUT/provenance.json          the identity of each teacher checkpoint (fairseq_kd.provenance): a recipe that finds the
-                                  corpus done checks that its teacher has not changed since (fairseq-kd-check-cache OUT).
 Resumable: chunks of --chunk-size sentences are written atomically to OUT/work; a rerun continues with the
 first missing one. Shards (--shard-id/--num-shards, same OUT) split the chunks; `--merge` checks that every
 chunk is there and writes the outputs (a single-shard run merges by itself).
@@ -182,7 +182,7 @@ def main(argv=None):
     if opts.merge:  # nothing to decode: the teachers' identities only, to check the chunks are theirs
         identities = [checkpoint_identity(p) for p in inference.checkpoint_paths(cfg)]
     else:
-        teacher = Teacher.load(cfg.common_eval.path, task)
+        teacher = Teacher.load(cfg.common_eval.path, task, identify=True)
         identities = teacher.identities
     g = cfg.generation
     # the chunks belong to these weights: a teacher retrained in place refuses the resume

@@ -55,7 +55,7 @@ def main(argv=None):
         raise FairseqKDError(f"--topk must be in [1, {vocab}] (the target vocabulary), got {opts.topk}")
     subset = cfg.dataset.gen_subset
     dataset = inference.load_subset(task, cfg, subset)
-    teacher = Teacher.load(cfg.common_eval.path, task)  # checks files and dictionaries
+    teacher = Teacher.load(cfg.common_eval.path, task, identify=True)  # checks files and dictionaries
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     inference.prepare_for_inference(teacher.models, cfg)
     meta = {"subset": subset, "n_sentences": len(dataset), "target_sizes_hash": sizes_hash(dataset.tgt_sizes),
