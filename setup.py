@@ -11,6 +11,8 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-prune = fairseq_kd.cli.prune:main",
     "fairseq-kd-compress = fairseq_kd.cli.compress:main",
     "fairseq-kd-table = fairseq_kd.cli.table:main",
+    "fairseq-kd-export = fairseq_kd.cli.export:main",
+    "fairseq-kd-translate = fairseq_kd.cli.translate:main",
 ]
 
 setup(
@@ -37,6 +39,7 @@ setup(
         "tqdm==4.70.1",
         "matplotlib==3.11.2; python_version >= '3.10'",
         "matplotlib; python_version < '3.10'",
+        "ctranslate2==4.8.5",
     ],
     extras_require={"test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "filelock==4.3.1"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

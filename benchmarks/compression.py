@@ -95,7 +95,8 @@ def speed(work, models, output, extra):
 
 
 def table(groups, batched, batch1, beam):
-    rows = {(r["model"], r["beam"], r["batch_size"]): r for r in batched["results"] + batch1["results"]}
+    rows = {(r["model"], r["beam"], r["batch_size"]): r for r in batched["results"] + batch1["results"]
+            if r.get("engine", "fairseq") == "fairseq"}
     bs = max(r["batch_size"] for r in batched["results"])
     lines = ["| model | file | size (MB) | size vs dense | nonzero params | BLEU greedy | BLEU beam 5 | "
              "words/s batch 64 | speed-up | words/s batch 1 | speed-up | latency p50 (ms) |",

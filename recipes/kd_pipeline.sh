@@ -57,6 +57,7 @@ case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
 : "${SPEED_INTERLEAVE:=1}"       # 1: the passes go round-robin over all models (all loaded at once), 0: model by model
+: "${SPEED_ENGINES:=fairseq auto}"  # each model measured with fairseq and with its fastest engine (fairseq_kd.serving)
 # the speed stage caps hypotheses at 1.2 x source + 10 tokens: an undertrained model looping to fairseq's
 # 200-token limit at batch size 1 would otherwise take most of the stage
 : "${SPEED_GEN_ARGS:=--max-len-a 1.2 --max-len-b 10}"
@@ -292,6 +293,8 @@ speed() {
   # shellcheck disable=SC2206
   common+=($GEN_ARGS $SPEED_GEN_ARGS)
   [ "$SPEED_INTERLEAVE" = 1 ] && common+=(--interleave)
+  # shellcheck disable=SC2206
+  common+=(--engine $SPEED_ENGINES)
   fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats "$SPEED_REPEATS" --warmup 1 --output "$WORK/speed_batched.json"
   fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats "$SPEED_REPEATS" --warmup 5 \
     --output "$WORK/speed_batch1.json"

@@ -29,7 +29,14 @@ def load(path):
 
 
 def rows_by(report):
-    return {(r["model"], r["beam"], r["batch_size"]): r for r in report["results"]}
+    """fairseq's rows (the engine every model has) by (model, beam, batch size)."""
+    return {(r["model"], r["beam"], r["batch_size"]): r for r in report["results"] if r.get("engine", "fairseq") == "fairseq"}
+
+
+def fastest(report, model, beam, size):
+    """The model's fastest row at (beam, batch size) over the engines measured (the speed stage's --engine)."""
+    rows = [r for r in report["results"] if (r["model"], r["beam"], r["batch_size"]) == (model, beam, size)]
+    return max(rows, key=lambda r: r["words_per_s"]["median"]) if rows else None
 
 
 def stage_times(path):
@@ -98,11 +105,13 @@ def targets(batched, batch1, pruned_student, compress_ratio):
         gap = bleu(best, 1) - teacher_beam
         out.append(target(f"best student greedy within 0.5 BLEU of teacher beam {beam}", gap >= -0.5,
                           f"{best} {bleu(best, 1):.2f} vs teacher {teacher_beam:.2f} ({gap:+.2f})", ">= -0.5"))
-    for label, rows, size in (("batched", b, bs), ("batch 1", b1, 1)):
-        s, t = wps(rows, "student_seqkd", 1, size), wps(rows, "teacher", beam, size)
-        out.append(target(f"Seq-KD student greedy >= 20x teacher beam {beam} words/s ({label})",
-                          None if None in (s, t) else s >= 20 * t,
-                          None if None in (s, t) else f"{s:.0f} vs {t:.0f} words/s ({s / t:.1f}x)", ">= 20x"))
+    for label, report, rows, size in (("batched", batched, b, bs), ("batch 1", batch1, b1, 1)):
+        fast, t = fastest(report, "student_seqkd", 1, size), wps(rows, "teacher", beam, size)
+        s = fast["words_per_s"]["median"] if fast else None
+        engine = fast.get("engine", "fairseq") if fast else None
+        out.append(target(f"Seq-KD student greedy (its fastest engine) >= 20x teacher beam {beam} words/s in fairseq "
+                          f"({label})", None if None in (s, t) else s >= 20 * t,
+                          None if None in (s, t) else f"{s:.0f} ({engine}) vs {t:.0f} words/s ({s / t:.1f}x)", ">= 20x"))
 
     def test(base, system, k):
         return paired_test(batched["data"], b.get((base, k, bs)), b.get((system, k, bs)))

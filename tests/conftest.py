@@ -5,13 +5,20 @@ with the virtualenv's bin/ first on PATH and no special environment variables.
 Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) every test module is one group, so its module
 fixtures are built once, on one worker; a test with its own group (the recipes' smoke runs) keeps it. The
 session fixtures (tiny data, tiny teacher) are built once for all workers, in the run's shared base directory
-under a file lock, and only read after that."""
+under a file lock, and only read after that. In-process torch runs on one thread per worker, as the tools run
+in subprocesses (OMP_NUM_THREADS=1): two workers' OpenMP pools spinning on two cores slow small ops many times."""
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
 from helpers import make_corpus, preprocess, train
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):

@@ -83,6 +83,16 @@ def test_smoke_table_has_every_model(smoke_run):
         assert models == set(MODELS), setting
         assert {(r["beam"], r["batch_size"]) for r in results[setting]["results"]} == (
             {(1, 64), (2, 64)} if setting == "batched" else {(1, 1), (2, 1)})
+        # SPEED_ENGINES="fairseq auto": every kd_lstm model also through the fast decoder, on this slice of real
+        # data: the same greedy output on every sentence, and the same beam output on nearly every one
+        by = {(r["model"], r["engine"], r["beam"]): r for r in results[setting]["results"]}
+        assert {e for (_, e, _) in by} == {"fairseq", "fast"} and len(by) == 4 * len(MODELS)
+        for (model, engine, beam), row in by.items():
+            if engine == "fast":
+                ours, theirs = (open(r["hypotheses"]).read().splitlines() for r in (row, by[model, "fairseq", beam]))
+                same = sum(a == b for a, b in zip(ours, theirs))
+                assert len(ours) == len(theirs) and same >= (len(ours) if beam == 1 else 0.95 * len(ours)), (
+                    setting, model, beam, same, len(ours))
     md = (work / "results.md").read_text()
     table = md[md.index("## BLEU and speed"):]
     for model in MODELS:
@@ -97,7 +107,7 @@ def test_smoke_table_has_every_model(smoke_run):
         assert f"{t['paired_bs']['delta']:+.2f}, 95% CI" in t["measured"] and "p = " in t["measured"]
     assert (work / "results.png").stat().st_size > 1000 and "![BLEU vs speed](results.png)" in md
     # the pruned models really are sparse, the compressed ones really are smaller
-    rows = {r["model"]: r for r in results["batched"]["results"]}
+    rows = {r["model"]: r for r in results["batched"]["results"] if r["engine"] == "fairseq"}
     assert rows["pruned_0.0"]["params_nonzero"] > 0.99 * rows["pruned_0.0"]["params_total"]
     for ratio in (0.5, 0.8, 0.9):
         r = rows[f"pruned_{ratio}"]

@@ -130,10 +130,13 @@ def test_speed_on_raw_source_file(tiny_data, tiny_teacher, tmp_path):
 
 
 def hand_json(path, model_rows, subset="test", threads=2):
+    """Rows (model, params, nonzero, size, [(beam, bleu, words/s)]), engine fairseq unless the model is "name@engine"
+    (rows of fairseq-kd-speed before --engine have no engine field: those of plain names are written without)."""
     rows = []
     for model, params, nonzero, size, entries in model_rows:
+        model, _, engine = model.partition("@")
         for beam, bleu, wps in entries:
-            rows.append({"model": model, "beam": beam, "batch_size": 64, "params_total": params,
+            rows.append({"model": model, **({"engine": engine} if engine else {}), "beam": beam, "batch_size": 64, "params_total": params,
                          "params_nonzero": nonzero, "file_size_bytes": size, "bleu": bleu,
                          "words_per_s": {"median": wps, "min": wps, "max": wps}})
     path.write_text(json.dumps({"environment": {"threads": threads},
@@ -149,13 +152,13 @@ def test_table_markdown_exact(tmp_path):
     png = tmp_path / "p.png"
     table.main([str(a), str(b), "--reference", "teacher", "--output-md", str(md), "--output-png", str(png)])
     assert md.read_text() == (
-        "| Model | Params | Nonzero | Size (MB) | BLEU greedy | BLEU beam 5 | Words/s greedy | Words/s beam 5 "
+        "| Model | Engine | Params | Nonzero | Size (MB) | BLEU greedy | BLEU beam 5 | Words/s greedy | Words/s beam 5 "
         "| Speed-up greedy | Speed-up beam 5 | ΔBLEU greedy | ΔBLEU beam 5 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-        "| teacher | 84.00M | 84.00M | 336.0 | 17.70 | 19.50 | 100 | 50 | 2.0x | 1.0x | -1.80 | +0.00 |\n"
-        "| student | 6.50M | 1.30M | 26.0 | 18.50 | 18.80 | 1000 | 400 | 20.0x | 8.0x | -1.00 | -0.70 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| teacher | fairseq | 84.00M | 84.00M | 336.0 | 17.70 | 19.50 | 100 | 50 | 2.0x | 1.0x | -1.80 | +0.00 |\n"
+        "| student | fairseq | 6.50M | 1.30M | 26.0 | 18.50 | 18.80 | 1000 | 400 | 20.0x | 8.0x | -1.00 | -0.70 |\n"
         "\n"
-        "Speed-up and ΔBLEU against teacher with beam 5; words/s at batch size 64.\n")
+        "Speed-up and ΔBLEU against teacher (fairseq) with beam 5; words/s at batch size 64.\n")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -166,13 +169,30 @@ def test_table_reference_defaults_to_teacher_beam_5_else_first_row(tmp_path):
     md = tmp_path / "t.md"
     table.main([str(a), "--output-md", str(md)])
     text = md.read_text()
-    assert ("Speed-up and ΔBLEU against teacher with beam 5 (the default reference: the model named teacher, else "
-            "the first model); words/s at batch size 64.") in text
-    assert "| student | 0.0k | 0.0k | 0.0 | 18.00 | 19.00 | 900 | 300 | 15.0x | 5.0x | -2.00 | -1.00 |" in text
+    assert ("Speed-up and ΔBLEU against teacher (fairseq) with beam 5 (the default reference: the model named teacher, "
+            "else the first model); words/s at batch size 64.") in text
+    assert "| student | fairseq | 0.0k | 0.0k | 0.0 | 18.00 | 19.00 | 900 | 300 | 15.0x | 5.0x | -2.00 | -1.00 |" in text
     b = hand_json(tmp_path / "b.json", [("big", *rows[1][1:]), ("small", *rows[0][1:])])
     table.main([str(b), "--output-md", str(md)])
-    assert "against big with beam 5 (the default reference" in md.read_text()
-    assert "| big | 0.1k | 0.1k | 0.0 | 19.00 | 20.00 | 100 | 60 | 1.7x | 1.0x | -1.00 | +0.00 |" in md.read_text()
+    assert "against big (fairseq) with beam 5 (the default reference" in md.read_text()
+    assert "| big | fairseq | 0.1k | 0.1k | 0.0 | 19.00 | 20.00 | 100 | 60 | 1.7x | 1.0x | -1.00 | +0.00 |" in md.read_text()
+
+
+def test_table_speedups_across_engines(tmp_path):
+    """One row per model and engine; speed-ups against the reference's fairseq rows (or --reference-engine)."""
+    a = hand_json(tmp_path / "a.json", [
+        ("teacher@fairseq", 50, 50, 5000, [(1, 19.0, 100.0), (5, 20.0, 50.0)]),
+        ("teacher@fast", 50, 50, 5000, [(1, 19.0, 400.0), (5, 20.0, 100.0)]),
+        ("student@fast", 10, 10, 1000, [(1, 18.0, 2000.0), (5, 18.5, 500.0)])])
+    md = tmp_path / "t.md"
+    table.main([str(a), "--output-md", str(md)])
+    text = md.read_text()
+    assert "| teacher | fast | 0.1k | 0.1k | 0.0 | 19.00 | 20.00 | 400 | 100 | 8.0x | 2.0x | -1.00 | +0.00 |" in text
+    assert "| student | fast | 0.0k | 0.0k | 0.0 | 18.00 | 18.50 | 2000 | 500 | 40.0x | 10.0x | -2.00 | -1.50 |" in text
+    table.main([str(a), "--output-md", str(md), "--reference-engine", "fast"])
+    assert "| student | fast | 0.0k | 0.0k | 0.0 | 18.00 | 18.50 | 2000 | 500 | 20.0x | 5.0x | -2.00 | -1.50 |" in md.read_text()
+    with pytest.raises(FairseqKDError, match="reference 'teacher' has no rows of engine ctranslate2"):
+        table.main([str(a), "--output-md", str(md), "--reference-engine", "ctranslate2"])
 
 
 def test_pareto_front():

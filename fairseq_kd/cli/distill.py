@@ -2,7 +2,7 @@
 
     fairseq-kd-distill DATA --user-dir fairseq_kd --path TEACHER[:TEACHER2] --gen-subset train \\
         --beam 5 --destdir OUT [--nbest 5 --select-closest --post-process sentencepiece] \\
-        [--max-tokens 8000] [--threads 2] [--shard-id I --num-shards N] [--merge]
+        [--max-tokens 8000] [--threads 2] [--shard-id I --num-shards N] [--merge] [--engine fairseq|fast|ctranslate2]
 
 Writes, aligned line for line with the subset (same order and count; an empty hypothesis is an empty
 line, and counted):
@@ -23,6 +23,10 @@ repetition loop runs to fairseq's length limit) is replaced by the gold target i
 and counted (the n-best file keeps what the teacher wrote; without gold targets it is kept and counted).
 --degenerate-len-a 0 turns this off. It is applied when the outputs are written, so `--merge` with other values
 redoes it without decoding again.
+--engine chooses the decoder (fairseq_kd.serving): fairseq's SequenceGenerator (default), `fast` (the lean kd_lstm
+decoder: the same search, several times faster for small models) or `ctranslate2` (a transformer teacher, converted
+for the run); `auto` is the fastest that supports the teacher. The engines run the same search (fairseq's length
+rules, beam and normalisation), so a resumed job may continue with another one.
 Resumable: chunks of --chunk-size sentences are written atomically to OUT/work; a rerun continues with the
 first missing one. Shards (--shard-id/--num-shards, same OUT) split the chunks; `--merge` checks that every
 chunk is there and writes the outputs (a single-shard run merges by itself).
@@ -45,6 +49,7 @@ from ..errors import FairseqKDError
 from ..outputs import atomic_write_lines, atomic_write_text, output_dir
 from ..provenance import checkpoint_identity, weights_only
 from ..seq_inter_selection import select_closest
+from ..serving import engines
 from ..teacher import Teacher
 
 
@@ -53,6 +58,7 @@ def own_options():
     p.add_argument("--destdir", required=True)
     p.add_argument("--chunk-size", type=int, default=1000, help="sentences per resumable chunk")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--engine", default="fairseq", help="fairseq (default), fast, ctranslate2 or auto")
     p.add_argument("--shard-id", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="only check completeness and write the outputs")
@@ -78,7 +84,9 @@ def check_search(cfg):
 
 
 def decode_chunks(job, task, cfg, teacher, dataset, opts):
-    generator = inference.build_generator(task, teacher.models, cfg, cfg.generation.beam, cfg.generation.nbest)
+    loaded = engines.for_models(opts.engine, cfg.common_eval.path, teacher.models, cfg.task.data)
+    generator = engines.build_generator(loaded, task, cfg, cfg.generation.beam, cfg.generation.nbest)
+    print(f"decoding with engine {loaded.engine}", flush=True)
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     mine = [c for c in range(opts.shard_id, job.n_chunks, opts.num_shards)]
     total = sum(len(job.chunk_ids(c)) for c in mine)
@@ -91,7 +99,7 @@ def decode_chunks(job, task, cfg, teacher, dataset, opts):
         for batch_ids in inference.length_sorted_batches(dataset, job.chunk_ids(c), cfg.dataset.batch_size, max_tokens):
             sample = inference.collate(dataset, batch_ids, use_cuda)
             start = time.perf_counter()
-            hypos = task.inference_step(generator, teacher.models, sample)
+            hypos = task.inference_step(generator, loaded.models, sample)
             gen_seconds += time.perf_counter() - start
             for i, sid in enumerate(sample["id"].tolist()):
                 nbest = hypos[i][: cfg.generation.nbest]
@@ -171,6 +179,7 @@ def main(argv=None):
         raise FairseqKDError(f"--num-shards must be >= 1, got {opts.num_shards}")
     if opts.degenerate_len_a < 0:
         raise FairseqKDError(f"--degenerate-len-a must be >= 0 (0: off), got {opts.degenerate_len_a:g}")
+    engines.check_engine(opts.engine)
     output_dir(opts.destdir, "--destdir")
     cfg = inference.generation_cfg(rest)
     check_search(cfg)

@@ -4,14 +4,18 @@
         --beam 1 5 --batch-size 1 64 --threads 2 --ref test2016.de --post-process sentencepiece \\
         --output speed.json
 
-Every (model, beam, batch size) is decoded with fairseq's SequenceGenerator (the search of
-fairseq-generate) over the first --max-sentences sentences of the subset, in length-sorted batches.
+Every (model, engine, beam, batch size) is decoded over the first --max-sentences sentences of the subset, in
+length-sorted batches. --engine fairseq (the default) is fairseq's SequenceGenerator, the search of
+fairseq-generate; `fast` and `ctranslate2` are the serving engines of fairseq_kd.serving, and `auto` the fastest
+that supports each model (see `fairseq-kd-translate`). Several engines give each model one row per engine (an
+engine that resolves to one already listed is measured once); --path also takes a fairseq-kd-export directory.
+Every engine goes through the same batches, warm-up and passes; each row records its engine.
 --warmup batches are decoded and not timed; then --repeats timed passes. Reported per row: median,
 min and max over repeats of target words/s (detokenized words of the hypotheses), subword tokens/s and
 sentences/s; at batch size 1 the per-sentence latency p50/p95 (ms); total and nonzero parameters;
 checkpoint file size; the process's peak RSS after that row; sacreBLEU and its signature against
 --ref (first pass's hypotheses, detokenized by --post-process); with --hyp-dir those hypotheses are also
-written there, one file per row (NAME.beamB.batchN.txt, its path in the row's "hypotheses"), for
+written there, one file per row (NAME[.ENGINE].beamB.batchN.txt, its path in the row's "hypotheses"), for
 `fairseq-kd-score --text --paired-bs` to test BLEU differences between rows. Any other fairseq-generate option
 (--lenpen, --max-len-a/b, --fp16, --cpu, ...) applies to every row. `--source-file F --spm-model M`
 decodes raw source text instead of a binarized subset.
@@ -31,16 +35,19 @@ import time
 
 import torch
 
-from .. import __version__, compression, inference
+from .. import __version__, inference
 from ..bleu import corpus_bleu, read_lines
 from ..errors import FairseqKDError
 from ..outputs import atomic_write_lines, atomic_write_text, output_dir, output_file
+from ..serving import ctranslate2_engine, engines
 
 
 def own_options():
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--path", action="append", default=[], help="checkpoint to measure (repeat for several)")
     p.add_argument("--name", action="append", default=[], help="label of each --path (default: file name)")
+    p.add_argument("--engine", nargs="+", default=["fairseq"],
+                   help="decoding engines: fairseq (default), fast, ctranslate2, auto (one row per model and engine)")
     p.add_argument("--beam", type=int, nargs="+", default=[1, 5])
     p.add_argument("--batch-size", type=int, nargs="+", default=[1, 64])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -113,10 +120,11 @@ def timed_pass(task, cfg, generator, models, dataset, batches, use_cuda):
 class Row:
     """One (model, beam, batch size) row: its generator and batches, warmed up; passes are timed one by one."""
 
-    def __init__(self, task, cfg, models, dataset, ids, beam, batch_size, opts, use_cuda):
-        self.task, self.cfg, self.models, self.dataset, self.ids = task, cfg, models, dataset, ids
+    def __init__(self, task, cfg, loaded, dataset, ids, beam, batch_size, opts, use_cuda):
+        self.task, self.cfg, self.models, self.dataset, self.ids = task, cfg, loaded.models, dataset, ids
         self.beam, self.batch_size, self.use_cuda = beam, batch_size, use_cuda
-        self.generator = inference.build_generator(task, models, cfg, beam)
+        self.generator = engines.build_generator(loaded, task, cfg, beam)
+        models = self.models
         self.batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
         self.passes = []
         warm = self.batches[: opts.warmup]
@@ -150,26 +158,35 @@ class Row:
 
 
 def write_hypotheses(hyp_dir, row, hyps):
-    """The row's hypotheses, one a line in subset order, to HYP_DIR/NAME.beamB.batchN.txt; returns the path."""
-    name = row["model"].replace(os.sep, "_")
+    """The row's hypotheses, one a line in subset order, to HYP_DIR/NAME[.ENGINE].beamB.batchN.txt (no ENGINE for
+    fairseq's rows); returns the path."""
+    name = row["model"].replace(os.sep, "_") + ("" if row["engine"] == "fairseq" else "." + row["engine"])
     path = os.path.abspath(os.path.join(hyp_dir, f"{name}.beam{row['beam']}.batch{row['batch_size']}.txt"))
     atomic_write_lines(path, (h.replace("\n", " ") for h in hyps))
     return path
 
 
-def load_measured(cfg, task, path):
-    """The model(s) at `path` ready to decode, and the facts of the row: file size and parameter counts
-    (for a compressed file, what it stores: its int8 modules hide their weights from parameters())."""
-    facts = {"path": os.path.abspath(path), "file_size_bytes": os.path.getsize(path)}
-    if compression.is_compressed(path):
-        model, counts = compression.load_model(path, task)
-        models = inference.prepare_for_inference([model], cfg)
-        return models, dict(facts, params_total=counts["params_total"], params_nonzero=counts["params_nonzero"],
-                            compressed=True)
-    models, _ = inference.load_ensemble(cfg, task, [path])
-    params = [p for m in models for p in m.parameters()]
-    return models, dict(facts, params_total=sum(p.numel() for p in params),
-                        params_nonzero=sum(int(torch.count_nonzero(p)) for p in params), compressed=False)
+def load_measured(cfg, task, path, engine_names):
+    """The model at `path` loaded for each engine (auto resolved; an engine listed twice is loaded once; of several
+    engines, those that cannot decode the model are skipped and said), with the facts of its rows: file size and
+    parameter counts."""
+    loaded, refused = [], []
+    for name in engine_names:
+        try:
+            one = engines.load(path, cfg, task, name)
+        except engines.EngineError as e:  # with several engines, a model is measured with those that support it
+            if len(engine_names) == 1:
+                raise
+            refused.append(str(e))
+            continue
+        if all(one.engine != other.engine for other in loaded):
+            one.facts["engine"] = one.engine
+            loaded.append(one)
+    if not loaded:
+        raise engines.EngineError(refused[0])
+    for reason in refused:
+        print(f"skipped: {reason}", flush=True)
+    return loaded
 
 
 def check_options(opts):
@@ -179,7 +196,11 @@ def check_options(opts):
         raise FairseqKDError(f"--beam and --batch-size take values >= 1, got {opts.beam} and {opts.batch_size}")
     if opts.repeats < 1:
         raise FairseqKDError(f"--repeats must be >= 1, got {opts.repeats}")
-    inference.check_checkpoints(opts.path)
+    for name in opts.engine:
+        engines.check_engine(name)
+    for p in opts.path:
+        if not (os.path.isfile(p) or ctranslate2_engine.is_exported(p)):
+            raise FairseqKDError(f"checkpoint not found: {p}")
     # before anything is measured: a bad --output or --hyp-dir fails at once, not after the measurement
     output_file(opts.output, "--output")
     if opts.hyp_dir:
@@ -210,12 +231,13 @@ class Measurement:
         self.task, self.cfg, self.opts = task, cfg, opts
         self.dataset, self.ids, self.refs, self.use_cuda = dataset, ids, refs, use_cuda
 
-    def rows_of(self, name, models, facts):
-        """Every (beam, batch size) row of a model, built one by one: each warms up just before it is timed."""
-        for beam in self.opts.beam:
-            for batch_size in self.opts.batch_size:
-                yield name, facts, Row(self.task, self.cfg, models, self.dataset, self.ids, beam, batch_size,
-                                       self.opts, self.use_cuda)
+    def rows_of(self, name, loaded):
+        """Every (engine, beam, batch size) row of a model, built one by one: each warms up just before it is timed."""
+        for one in loaded:
+            for beam in self.opts.beam:
+                for batch_size in self.opts.batch_size:
+                    yield name, one.facts, Row(self.task, self.cfg, one, self.dataset, self.ids, beam, batch_size,
+                                               self.opts, self.use_cuda)
 
     def measure(self, rows):
         """--repeats timed passes of each row, round-robin over the rows given together; their JSON rows."""
@@ -234,7 +256,7 @@ class Measurement:
         if self.opts.hyp_dir:
             row["hypotheses"] = write_hypotheses(self.opts.hyp_dir, row, hyps)
         bleu_text = "" if self.refs is None else f"  BLEU {row['bleu']:.2f}"
-        print(f"{name:<28} beam {row['beam']:>2} batch {row['batch_size']:>3}: "
+        print(f"{name:<28} {row['engine']:<11} beam {row['beam']:>2} batch {row['batch_size']:>3}: "
               f"{row['words_per_s']['median']:9.1f} words/s{bleu_text}", flush=True)
         return row
 
@@ -254,15 +276,15 @@ def main(argv=None):
     run = Measurement(task, cfg, opts, dataset, ids, refs, use_cuda)
 
     if opts.interleave:  # every model loaded at once; each pass goes round all rows
-        loaded = [(name, *load_measured(cfg, task, path)) for name, path in zip(names, opts.path)]
-        results = run.measure([row for name, models, facts in loaded for row in run.rows_of(name, models, facts)])
+        loaded = [(name, load_measured(cfg, task, path, opts.engine)) for name, path in zip(names, opts.path)]
+        results = run.measure([row for name, one in loaded for row in run.rows_of(name, one)])
     else:  # model by model, row by row
         results = []
         for name, path in zip(names, opts.path):
-            models, facts = load_measured(cfg, task, path)
-            for row in run.rows_of(name, models, facts):
+            loaded = load_measured(cfg, task, path, opts.engine)
+            for row in run.rows_of(name, loaded):
                 results += run.measure([row])
-            del models
+            del loaded
 
     report = {
         "environment": {
