@@ -160,7 +160,7 @@ def build_generator(loaded: Loaded, task, cfg, beam: int, nbest: int = 1):
         raise FairseqKDError(f"--engine {loaded.engine} does not implement {', '.join(unsupported)}: use --engine fairseq")
     if nbest > beam:
         raise FairseqKDError(f"--nbest ({nbest}) cannot be larger than --beam ({beam})")
-    opts = SearchOptions.from_generation(cfg.generation, beam=beam, scores=nbest > 1 or beam > 1)
+    opts = SearchOptions.from_generation(cfg.generation, beam=beam)
     if loaded.engine == "fast":
         return FastGenerator(loaded.models[0], task.target_dictionary, opts, nbest)
     gen = ctranslate2_engine.CT2Generator(loaded.ct2_dir, task.source_dictionary, task.target_dictionary, opts,

@@ -12,9 +12,9 @@ never uses. This search keeps its rules, so outputs compare token for token:
   normalised by length ** lenpen, n-best sorted by score;
 - finished sentences leave the batch.
 
-Greedy (beam 1) takes the argmax of the logits instead of a top-2 of cumulative log-probabilities: the same
-token (log-softmax subtracts one constant per row), without the log-softmax over the vocabulary at every
-step. Its hypothesis scores are computed only when asked (`scores=True`).
+Greedy (beam 1) is the same step at one hypothesis per sentence, without the beam bookkeeping: the top of the
+log-probabilities plus the cumulative score, formed as fairseq forms it (an argmax of the logits differs where
+fairseq's rounding ties two candidates of a long hypothesis).
 
 A step model has three calls: `start(src_tokens, src_lengths, rows_per_sentence) -> state`,
 `logits(prev_tokens, state) -> N x V` (advancing the state) and `reorder(state, rows, sentences_left)`
@@ -37,14 +37,13 @@ class SearchOptions:
     lenpen: float = 1.0
     unk_penalty: float = 0.0
     normalize_scores: bool = True
-    scores: bool = False  # greedy: also compute each hypothesis's score (beam search always has them)
 
     @classmethod
-    def from_generation(cls, gen, beam=None, scores=False):
+    def from_generation(cls, gen, beam=None):
         """From fairseq's generation config (cfg.generation): the options this search implements."""
         return cls(beam=gen.beam if beam is None else beam, max_len_a=gen.max_len_a, max_len_b=gen.max_len_b,
                    min_len=gen.min_len, lenpen=gen.lenpen, unk_penalty=gen.unkpen,
-                   normalize_scores=not gen.unnormalized, scores=scores)
+                   normalize_scores=not gen.unnormalized)
 
 
 def unsupported_generation_options(gen) -> List[str]:
@@ -87,36 +86,38 @@ def _mask(scores: Tensor, step: int, opts: SearchOptions, pad: int, eos: int, un
 
 
 def _greedy(step_model, src_tokens, src_lengths, opts, pad, eos, unk, max_len):
+    """Beam 1 as fairseq's BeamSearch does it: the top of log-probabilities plus the hypothesis's cumulative score.
+    (An argmax of the logits picks the same token except where fairseq's float sum rounds two candidates into a tie,
+    as long, looping hypotheses do; so the sum is formed as fairseq forms it.)"""
     bsz = src_tokens.size(0)
     state = step_model.start(src_tokens, src_lengths, 1)
     out = torch.full((bsz, max_len + 1), pad, dtype=torch.long)
     lengths = torch.zeros(bsz, dtype=torch.long)
-    total = torch.zeros(bsz) if opts.scores else None
+    final = torch.zeros(bsz)
     alive = torch.arange(bsz)  # original sentence of each row
     prev = torch.full((bsz,), eos, dtype=torch.long)
+    score = torch.zeros(bsz, 1)
     for step in range(max_len + 1):
-        logits = step_model.logits(prev, state)
-        _mask(logits, step, opts, pad, eos, unk, max_len)
-        tok = logits.max(dim=1)[1]
+        lprobs = torch.log_softmax(step_model.logits(prev, state), dim=-1)
+        _mask(lprobs, step, opts, pad, eos, unk, max_len)
+        top_scores, top = torch.topk(lprobs + score, k=min(2, lprobs.size(1) - 1))
+        tok, score = top[:, 0], top_scores[:, :1]
         out[alive, step] = tok
-        if total is not None:
-            lprob = logits.gather(1, tok.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
-            total[alive] += lprob
         done = tok.eq(eos)
         if bool(done.any()):
             lengths[alive[done]] = step + 1
+            final[alive[done]] = score[done, 0]
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
-            alive, tok = alive[keep], tok[keep]
+            alive, tok, score = alive[keep], tok[keep], score[keep]
             step_model.reorder(state, keep)
         prev = tok
     hypos = []
     for i in range(bsz):
         n = int(lengths[i])
-        score = total[i] / n ** opts.lenpen if total is not None and opts.normalize_scores else (
-            total[i] if total is not None else torch.tensor(float("nan")))
-        hypos.append([{"tokens": out[i, :n], "score": score}])
+        total = final[i] / n ** opts.lenpen if opts.normalize_scores else final[i]
+        hypos.append([{"tokens": out[i, :n], "score": total}])
     return hypos
 
 
