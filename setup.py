@@ -13,6 +13,7 @@ CONSOLE_SCRIPTS = [
     "fairseq-kd-table = fairseq_kd.cli.table:main",
     "fairseq-kd-export = fairseq_kd.cli.export:main",
     "fairseq-kd-translate = fairseq_kd.cli.translate:main",
+    "fairseq-kd-average = fairseq_kd.cli.average:main",
 ]
 
 setup(

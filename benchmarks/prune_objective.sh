@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Which objective should retrain a pruned student? The multi30k recipe's prune stage, run once per
 # PRUNE_OBJECTIVE (own: the student's own objective, seq_inter for the Seq-Inter student; word_kd: word-level KD
-# from the teacher's top-k cache) from the same student of a finished (or STOP_AFTER=student_seqkd_seqinter)
+# from the teacher's top-k cache) from the same student of a finished (or STOP_AFTER=student_lstm_seqkd_seqinter)
 # recipe work dir, each retrained model scored with sacreBLEU on valid and test2016, greedy and beam 5.
 #
-#   WORK=work/multi30k_en_de STUDENTS=seqkd_seqinter bash benchmarks/prune_objective.sh
+#   WORK=work/multi30k_en_de STUDENTS=lstm_seqkd_seqinter bash benchmarks/prune_objective.sh
 #
 # Each objective gets WORK/prune_objective/OBJ, whose inputs (data, teacher, students, caches) are links into
 # WORK and whose stage stamps are WORK's up to the prune stage: the recipe then runs what is missing there (the

@@ -2,7 +2,7 @@
 issue's targets, the compute roof, and a profile of what the fast decoder spends its time on.
 
     python benchmarks/serving_speed.py --data WORK/bin --ref WORK/raw/test.ref.de \\
-        --teacher WORK/teacher/checkpoint_best.pt --student WORK/student_nll/checkpoint_best.pt \\
+        --teacher WORK/teacher/checkpoint_best.pt --student WORK/student_lstm_nll/checkpoint_best.pt \\
         --transformer TF/checkpoint_best.pt --work bench_work --output docs/results/serving_speed
 
 Stages (each skipped when its output exists in --work, so an interrupted run continues):

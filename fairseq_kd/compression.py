@@ -133,11 +133,20 @@ def stored_counts(payload: Dict):
 
 
 def quantize_for_cpu(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantization: per-channel for nn.Linear, torch's default for nn.LSTM."""
+    """int8 dynamic quantization: per-channel for nn.Linear, torch's default for nn.LSTM.
+
+    The projections inside fairseq's MultiheadAttention stay fp32 (dequantized from the file's int8 values): its
+    fast path hands their `.weight` and `.bias` tensors to F.multi_head_attention_forward, which a quantized module
+    does not have. A transformer's int8 kernels are then its feed-forward layers; CTranslate2 runs all of it in int8
+    (fairseq-kd-export --quantization int8)."""
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig},
-                            dtype=torch.qint8)
+    attention = {f"{name}.{child}" if name else child for name, m in model.named_modules()
+                 if type(m).__name__ == "MultiheadAttention" for child, _ in m.named_children()}
+    spec = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and name not in attention}
+    spec.update({name: default_dynamic_qconfig for name, m in model.named_modules() if isinstance(m, nn.LSTM)})
+    return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def model_from_payload(payload: Dict, cfg, task, path: str):

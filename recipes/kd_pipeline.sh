@@ -3,48 +3,64 @@
 # calls `run_pipeline`. Stages, in order (each skipped once stamped in $WORK/.done, see recipes/lib.sh):
 #
 #   prepare          prepare_raw; joint sentencepiece model trained on train only; fairseq-preprocess
-#   teacher          teacher, label-smoothed NLL
-#   student_nll      baseline student, same data, NLL
+#   teacher          teacher ($TEACHER_ARCH), label-smoothed NLL; with TEACHER_AVERAGE=N the average of its last N
+#                    epochs (fairseq-kd-average) when it beats checkpoint_best.pt on greedy valid BLEU
 #   topk             teacher top-k cache over train (fairseq-kd-dump-topk) for the offline word_kd students
-#   student_word_kd  Word-KD student (word_kd against the cache; WORD_KD_TEACHER=online runs the teacher instead)
-#   seqkd_data       teacher beam $BEAM over train: distilled corpus, $NBEST-best, Seq-Inter selection
-#   student_seqkd    Seq-KD student: NLL on the distilled corpus
-#   student_seqkd_seqinter  Seq-KD student fine-tuned with seq_inter (gold + closest K-best hypothesis)
+#   seqkd_data       teacher beam $BEAM over train (fairseq-kd-distill, engine $DISTILL_ENGINE): the distilled
+#                    corpus, $NBEST-best, Seq-Inter selection
 #   topk_seqkd       teacher top-k cache over the distilled corpus
-#   student_seqkd_word_kd   Seq-KD + Word-KD student (word_kd on the distilled corpus)
-#   student_block_kd block_kd student (online teacher)
+#   student_T_O      one stage per entry of $STUDENTS: track T's architecture (see STUDENT_ARCHS) trained with
+#                    objective O:
+#                      nll             NLL on the gold data (the baseline)
+#                      word_kd         word_kd against the cache (WORD_KD_TEACHER=online runs the teacher instead)
+#                      seqkd           NLL on the distilled corpus (Seq-KD)
+#                      seqkd_seqinter  the track's Seq-KD student fine-tuned with seq_inter (gold + closest K-best)
+#                      seqkd_word_kd   word_kd on the distilled corpus (Seq-KD + Word-KD)
+#                      block_kd        block_kd (online teacher)
 #   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
 #                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets)
 #   compress         every model without optimizer state (models/, the dense fp32 files), and the
 #                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
 #   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps)
-#                    and batch 1
+#                    and batch 1, with fairseq and with each model's fastest engine ($SPEED_ENGINES)
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
 # STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
 # Stamps only: a model already trained resumes from $WORK/<model>/checkpoint_last.pt (the log says so), so to
 # retrain one with other settings remove its directory (e.g. rm -r $WORK/pruned_* before STAGE=prune).
-# Every size, epoch count, learning rate and thread count is an environment variable (see the defaults below).
-# Training runs `$TRAIN_CMD` (default fairseq-train): on GPUs fairseq-train uses every visible device by itself;
-# for several nodes set TRAIN_CMD to fairseq's torchrun form and TRAIN_EXTRA to fairseq's distributed options.
+# Every size, epoch count, time budget, learning rate and thread count is an environment variable (see the defaults
+# below). Training runs `$TRAIN_CMD` (default fairseq-train): on GPUs fairseq-train uses every visible device by
+# itself; for several nodes set TRAIN_CMD to fairseq's torchrun form and TRAIN_EXTRA to fairseq's distributed options.
 
 : "${THREADS:=2}"
 : "${VOCAB:=8000}" "${SPM_TYPE:=unigram}" "${SPM_COVERAGE:=1.0}"
-: "${TEACHER_ARCH:=kd_lstm_2x500}" "${STUDENT_ARCH:=kd_lstm_2x100}"
-: "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}"
-: "${TEACHER_LR:=0.002}" "${STUDENT_LR:=0.002}"
-: "${OPTIM_ARGS:=--optimizer adam --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --clip-norm 5}"
-: "${BATCH_ARGS:=--max-tokens 2000}" "${TRAIN_EXTRA:=}" "${TRAIN_CMD:=fairseq-train}"
+: "${TEACHER_ARCH:=kd_lstm_2x500}"
+# STUDENT_ARCHS: the student tracks, TRACK=ARCH each (a track name is letters and digits); STUDENTS: TRACK_OBJECTIVE
+: "${STUDENT_ARCHS:=lstm=kd_lstm_2x100}"
+: "${STUDENTS:=lstm_nll lstm_word_kd lstm_seqkd lstm_seqkd_seqinter lstm_seqkd_word_kd lstm_block_kd}"
+# budgets: at most *_EPOCHS epochs, at most *_HOURS hours of training (fairseq's --stop-time-hours, kept across
+# resumes; 0: no limit), and with PATIENCE=N the teacher and students stop after N validations without a better loss
+: "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_HOURS:=0}" "${STUDENT_HOURS:=0}" "${PATIENCE:=-1}"
+: "${TEACHER_AVERAGE:=0}"
+# training settings by model family (kd_lstm*: LSTM_*, everything else: TRANSFORMER_*), for teachers and students
+: "${LSTM_LR:=0.002}" "${LSTM_ARGS:=}"
+: "${LSTM_OPTIM_ARGS:=--optimizer adam --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --clip-norm 5}"
+: "${LSTM_BATCH_ARGS:=--max-tokens 2000}"
+: "${TRANSFORMER_LR:=0.002}" "${TRANSFORMER_ARGS:=}"
+: "${TRANSFORMER_OPTIM_ARGS:=--optimizer adam --adam-betas (0.9,0.98) --lr-scheduler inverse_sqrt --warmup-updates 400}"
+: "${TRANSFORMER_BATCH_ARGS:=--max-tokens 4096}"
+: "${TRAIN_EXTRA:=}" "${TRAIN_CMD:=fairseq-train}"
 : "${LABEL_SMOOTHING:=0.1}"
 : "${KD_ALPHA:=0.5}" "${KD_TEMPERATURE:=1}" "${TOPK:=8}" "${WORD_KD_TEACHER:=topk}"
 : "${BLOCK_KD_ARGS:=--block-mode word --block-score teacher-gold --block-weighting confidence --block-threshold 0.1}"
 : "${BEAM:=5}" "${NBEST:=5}" "${GEN_MAX_TOKENS:=6000}" "${GEN_ARGS:=}"  # GEN_ARGS: fairseq generation options for every decoding
+: "${DISTILL_ENGINE:=auto}"  # the Seq-KD data's decoder (fairseq-kd-distill --engine): auto is the teacher's fastest
 : "${SEQ_INTER_ALPHA:=0.5}" "${SEQ_INTER_EPOCHS:=2}" "${SEQ_INTER_LR:=0.0005}"
-: "${STUDENTS:=nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd}"
 : "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}"
-# retraining restarts at the student's own learning rate ("learning-rate rewinding", Renda et al. 2020): on
-# multi30k it recovered 90 % pruning to within 0.6 BLEU of the control, against 1.7 at a quarter of the rate
-: "${PRUNE_LR:=$STUDENT_LR}"
+# retraining restarts at the student's own learning rate (its family's, when PRUNE_LR is empty: "learning-rate
+# rewinding", Renda et al. 2020): on multi30k it recovered 90 % pruning to within 0.6 BLEU of the control, against
+# 1.7 at a quarter of the rate
+: "${PRUNE_LR:=}"
 : "${PRUNE_COMPRESS_RATIO:=0.8}"
 # PRUNE_OBJECTIVE: own      the student's own objective (seq_inter for the Seq-Inter student, NLL on its targets else)
 #                  word_kd  word_kd against the teacher's top-k cache ($TOPK) over the student's targets
@@ -54,6 +70,7 @@
 : "${PRUNE_OBJECTIVE:=own}"
 case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own, word_kd or self_kd)" ;; esac
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
+: "${PRUNE_SCHEDULE_EPOCHS:=}"   # gradual pruning over this many epochs of the student's data (see prune below)
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
 : "${SPEED_INTERLEAVE:=1}"       # 1: the passes go round-robin over all models (all loaded at once), 0: model by model
@@ -63,6 +80,7 @@ case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE
 : "${SPEED_GEN_ARGS:=--max-len-a 1.2 --max-len-b 10}"
 : "${RESULTS_DIR:=$WORK}" "${RESULTS_NAME:=results}"  # report writes RESULTS_DIR/RESULTS_NAME.{md,json,png}
 : "${RESULTS_NOTES:=}"           # a markdown file added to the results as their Notes section
+: "${TEACHER_GOAL:=}"            # the teacher's beam BLEU target in the results (none when empty)
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 USER_DIR=$ROOT/fairseq_kd
@@ -77,9 +95,9 @@ TEACHER=$WORK/teacher/checkpoint_best.pt
 #                     hypotheses and references are de-BPE'd and Moses-detokenized before sacreBLEU
 : "${SUBWORD:=spm}"
 case $SUBWORD in
-  spm) POST_PROCESS=(--post-process sentencepiece) DETOK=() ;;
-  word) POST_PROCESS=() DETOK=(--detok moses) ;;
-  given-bpe) POST_PROCESS=(--post-process subword_nmt) DETOK=(--detok moses) ;;
+  spm) POST_PROCESS=(--post-process sentencepiece) DETOK=() JOINED=1 ;;
+  word) POST_PROCESS=() DETOK=(--detok moses) JOINED=0 ;;
+  given-bpe) POST_PROCESS=(--post-process subword_nmt) DETOK=(--detok moses) JOINED=1 ;;
   *) die "unknown SUBWORD '$SUBWORD' (spm, word or given-bpe)" ;;
 esac
 
@@ -116,31 +134,67 @@ prepare() {
     --testpref "$raw/test.sub" --destdir "$BIN" "${dict[@]}" --workers "$THREADS"
 }
 
-# train NAME DATA ARCH EPOCHS LR ARGS...   (fairseq-train resumes from NAME/checkpoint_last.pt by itself)
-# then the greedy valid BLEU of the teacher and the students (pruned models are measured by the speed stage)
+# the tracks and students asked for, checked before any stage runs
+track_arch() {  # track_arch TRACK: the track's architecture in STUDENT_ARCHS
+  local p
+  for p in $STUDENT_ARCHS; do
+    if [ "${p%%=*}" = "$1" ]; then echo "${p#*=}"; return; fi
+  done
+  die "unknown student track '$1' (STUDENT_ARCHS: $STUDENT_ARCHS)"
+}
+OBJECTIVES="nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd"
+check_students() {
+  local p s
+  for p in $STUDENT_ARCHS; do
+    case $p in *=?*) ;; *) die "STUDENT_ARCHS entry '$p' is not TRACK=ARCH" ;; esac
+    [[ ${p%%=*} =~ ^[A-Za-z0-9]+$ ]] || die "student track '${p%%=*}' in STUDENT_ARCHS: a track name is letters and digits"
+  done
+  for s in $STUDENTS; do
+    case $s in *_*) ;; *) die "student '$s' in STUDENTS is not TRACK_OBJECTIVE (e.g. ${STUDENT_ARCHS%%=*}_$s)" ;; esac
+    track_arch "${s%%_*}" > /dev/null
+    case " $OBJECTIVES " in *" ${s#*_} "*) ;; *) die "unknown objective '${s#*_}' of student '$s' (objectives: $OBJECTIVES)" ;; esac
+  done
+}
+student_arch() { track_arch "$(echo "${1#student_}" | cut -d_ -f1)"; }  # student_arch student_TRACK_OBJECTIVE
+family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }
+
+# train NAME DATA ARCH EPOCHS HOURS LR ARGS...   (fairseq-train resumes from NAME/checkpoint_last.pt by itself)
+# The architecture's family gives the optimizer, batches and default learning rate (LR empty: the family's).
+# EPOCH_CHECKPOINTS=N (a caller's local) keeps the last N epoch checkpoints.
 train() {
-  local name=$1 data=$2 arch=$3 epochs=$4 lr=$5; shift 5
+  local name=$1 data=$2 arch=$3 epochs=$4 hours=$5 lr=$6 f; shift 6
+  f=$(family "$arch")
+  local optim=${f}_OPTIM_ARGS batch=${f}_BATCH_ARGS extra=${f}_ARGS default_lr=${f}_LR
+  local share=()
+  if [ "$f" = TRANSFORMER ] && [ "$JOINED" = 1 ]; then share=(--share-all-embeddings); fi
+  local keep=(--no-epoch-checkpoints)
+  if [ "${EPOCH_CHECKPOINTS:-0}" -gt 0 ]; then keep=(--keep-last-epochs "$EPOCH_CHECKPOINTS"); fi
   # STAGE= clears stamps, not checkpoints: say so, or a redo with other settings silently keeps the old model
   if [ -f "$WORK/$name/checkpoint_last.pt" ]; then
     log "$name: resuming from $WORK/$name/checkpoint_last.pt (rm -r $WORK/$name to train it again with new settings)"
   fi
   # shellcheck disable=SC2086
-  $TRAIN_CMD "$data" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --lr "$lr" $OPTIM_ARGS \
-    $BATCH_ARGS --max-epoch "$epochs" --no-epoch-checkpoints --no-progress-bar --log-interval 100 --seed 1 \
-    $TRAIN_EXTRA "$@"
-  case $name in pruned_*) ;; *) valid_bleu "$name" ;; esac
+  $TRAIN_CMD "$data" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --lr "${lr:-${!default_lr}}" \
+    ${!optim} ${!batch} ${!extra} "${share[@]}" --max-epoch "$epochs" --stop-time-hours "$hours" "${keep[@]}" \
+    --no-progress-bar --log-interval 100 --seed 1 $TRAIN_EXTRA "$@"
 }
 
-# greedy BLEU on valid, logged and kept for choosing the student to prune
+model_path() {  # the checkpoint a trained model is used from
+  if [ "$1" = teacher ]; then echo "$TEACHER"; else echo "$WORK/$1/checkpoint_best.pt"; fi
+}
+
+# greedy BLEU on valid, logged and kept for choosing the student to prune (pruned models are measured by the speed
+# stage)
 # shellcheck disable=SC2086
-valid_bleu() {
+valid_bleu() {  # valid_bleu NAME [CHECKPOINT]
   mkdir -p "$WORK/eval"
-  fairseq-kd-speed "$BIN" --user-dir "$USER_DIR" --path "$WORK/$1/checkpoint_best.pt" --name "$1" \
+  fairseq-kd-speed "$BIN" --user-dir "$USER_DIR" --path "${2:-$(model_path "$1")}" --name "$1" \
     --gen-subset valid --beam 1 --batch-size 64 --repeats 1 --warmup 0 --threads "$THREADS" --ref "$WORK/raw/valid.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" \
     --output "$WORK/eval/$1.valid.json" $GEN_ARGS
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")
+STOPPING=(--patience "$PATIENCE")
 # word_kd_objective DATA [CACHE]: prints the word_kd options, one a line, against the teacher's top-k cache over
 # DATA (or the online teacher with WORD_KD_TEACHER=online), or against CACHE when given
 word_kd_objective() {
@@ -151,14 +205,31 @@ word_kd_objective() {
   printf '%s\n' --criterion word_kd "${teacher[@]}" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" \
     --label-smoothing "$LABEL_SMOOTHING"
 }
-word_kd() {  # word_kd NAME DATA: a word_kd student against the teacher
-  local objective
-  mapfile -t objective < <(word_kd_objective "$2")
-  train "$1" "$2" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${objective[@]}"
-}
 
-teacher() { train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_LR" "${NLL[@]}"; }
-student_nll() { train student_nll "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
+# the teacher; TEACHER_AVERAGE=N: its last N epochs (fewer if it stopped earlier) averaged (fairseq-kd-average), and
+# whichever of the average and checkpoint_best.pt has the higher greedy valid BLEU becomes checkpoint_teacher.pt, the
+# teacher every later stage uses (eval/teacher_best.valid.json, eval/teacher_averaged.valid.json)
+if [ "$TEACHER_AVERAGE" -gt 0 ]; then TEACHER=$WORK/teacher/checkpoint_teacher.pt; fi
+teacher() {
+  local EPOCH_CHECKPOINTS=$TEACHER_AVERAGE
+  train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_HOURS" "" "${NLL[@]}" "${STOPPING[@]}"
+  if [ "$TEACHER_AVERAGE" -gt 0 ]; then
+    local t=$WORK/teacher n choice
+    n=$(find "$t" -maxdepth 1 -name 'checkpoint[0-9]*.pt' | wc -l)
+    [ "$n" -le "$TEACHER_AVERAGE" ] || n=$TEACHER_AVERAGE
+    valid_bleu teacher_best "$t/checkpoint_best.pt"
+    choice=best
+    if [ "$n" -ge 2 ]; then
+      fairseq-kd-average "$t" --last "$n" --output "$t/checkpoint_averaged.pt" --force
+      valid_bleu teacher_averaged "$t/checkpoint_averaged.pt"
+      choice=$(python3 -c 'import json, sys; b, a = (json.load(open(p))["results"][0]["bleu"] for p in sys.argv[1:])
+print("averaged" if a > b else "best")' "$WORK/eval/teacher_best.valid.json" "$WORK/eval/teacher_averaged.valid.json")
+    fi
+    cp "$t/checkpoint_$choice.pt" "$TEACHER.tmp" && mv "$TEACHER.tmp" "$TEACHER"  # a copy: fairseq rewrites its own files in place
+    log "teacher: checkpoint_$choice.pt, the higher greedy valid BLEU (eval/teacher_best.valid.json, eval/teacher_averaged.valid.json)"
+  fi
+  valid_bleu teacher
+}
 
 # Caches of teacher outputs record the checkpoints that made them (fairseq-kd-check-cache). A stage that is run
 # again rebuilds a cache whose teacher changed (its chunks would mix two teachers); a stamped stage whose cache is
@@ -185,36 +256,48 @@ dump_topk() {  # dump_topk DATA DEST [MODEL]: MODEL's (default: the teacher's) t
     --destdir "$2" --max-tokens "$GEN_MAX_TOKENS" --threads "$THREADS"
 }
 topk() { remove_if_stale "$WORK/topk"; dump_topk "$BIN" "$WORK/topk"; }
-student_word_kd() { word_kd student_word_kd "$BIN"; }
 
 # shellcheck disable=SC2086
 seqkd_data() {
   remove_if_stale "$SEQKD"
   fairseq-kd-distill "$BIN" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --beam "$BEAM" \
     --nbest "$NBEST" --select-closest "${POST_PROCESS[@]}" --max-tokens "$GEN_MAX_TOKENS" \
-    --threads "$THREADS" --destdir "$SEQKD" $GEN_ARGS
-}
-student_seqkd() { train student_seqkd "$SEQKD/bin" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" "${NLL[@]}"; }
-# Kim & Rush: Seq-Inter as fine-tuning of the Seq-KD student, on the gold data plus the selected hypotheses
-student_seqkd_seqinter() {
-  train student_seqkd_seqinter "$BIN" "$STUDENT_ARCH" "$SEQ_INTER_EPOCHS" "$SEQ_INTER_LR" \
-    --task translation_seq_inter --selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT" \
-    --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
-    --finetune-from-model "$WORK/student_seqkd/checkpoint_best.pt"
+    --threads "$THREADS" --engine "$DISTILL_ENGINE" --destdir "$SEQKD" $GEN_ARGS
 }
 topk_seqkd() { remove_if_stale "$WORK/topk_seqkd"; dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
-student_seqkd_word_kd() { word_kd student_seqkd_word_kd "$SEQKD/bin"; }
+
+# student TRACK_OBJECTIVE: the stage of one STUDENTS entry (model student_TRACK_OBJECTIVE), then its greedy valid BLEU
 # shellcheck disable=SC2086
-student_block_kd() {
-  train student_block_kd "$BIN" "$STUDENT_ARCH" "$STUDENT_EPOCHS" "$STUDENT_LR" --criterion block_kd \
-    --teacher-path "$TEACHER" --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" \
-    --label-smoothing "$LABEL_SMOOTHING" $BLOCK_KD_ARGS
+student() {
+  local name=student_$1 track=${1%%_*} objective=${1#*_} arch objective_args
+  arch=$(track_arch "$track")
+  local budget=("$STUDENT_EPOCHS" "$STUDENT_HOURS" "")
+  case $objective in
+    nll) train "$name" "$BIN" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
+    seqkd) train "$name" "$SEQKD/bin" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
+    word_kd|seqkd_word_kd)
+      local data=$BIN
+      if [ "$objective" = seqkd_word_kd ]; then data=$SEQKD/bin; fi
+      mapfile -t objective_args < <(word_kd_objective "$data")
+      train "$name" "$data" "$arch" "${budget[@]}" "${objective_args[@]}" "${STOPPING[@]}" ;;
+    # Kim & Rush: Seq-Inter as fine-tuning of the Seq-KD student, on the gold data plus the selected hypotheses
+    seqkd_seqinter)
+      train "$name" "$BIN" "$arch" "$SEQ_INTER_EPOCHS" "$STUDENT_HOURS" "$SEQ_INTER_LR" \
+        --task translation_seq_inter --selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT" \
+        --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
+        --finetune-from-model "$WORK/student_${track}_seqkd/checkpoint_best.pt" ;;
+    block_kd)
+      train "$name" "$BIN" "$arch" "${budget[@]}" --criterion block_kd --teacher-path "$TEACHER" \
+        --kd-alpha "$KD_ALPHA" --kd-temperature "$KD_TEMPERATURE" --label-smoothing "$LABEL_SMOOTHING" \
+        $BLOCK_KD_ARGS "${STOPPING[@]}" ;;
+  esac
+  valid_bleu "$name"
 }
 
 # the data a student was trained on: the distilled corpus for the Seq-KD family, except the Seq-Inter student
 # (fine-tuned on the gold data plus its selected hypotheses)
 student_data() {
-  case $1 in student_seqkd_seqinter) echo "$BIN" ;; student_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac
+  case $1 in student_*_seqkd_seqinter) echo "$BIN" ;; student_*_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac
 }
 
 best_student() {
@@ -231,20 +314,23 @@ EOF
 }
 
 # Each ratio (0.0: the same retraining without pruning, the fair "unpruned" row) is pruned (one-shot at the first
-# update, or gradually with PRUNE_ARGS) and retrained with PRUNE_OBJECTIVE. "own": the Seq-Inter student with
-# seq_inter on the gold data plus its selected hypotheses, the others with NLL on their targets (the distilled ones
-# for the Seq-KD family, as in the paper). "word_kd": word-level KD from the teacher on those targets (the gold
-# ones for the Seq-Inter student), the dense teacher guiding the pruned student back. "self_kd": the same against
-# the unpruned student's own top-k cache, so the pruned model learns to translate like the model it replaces.
+# update, or gradually with PRUNE_ARGS) and retrained with PRUNE_OBJECTIVE, with the student's architecture and its
+# family's training settings. "own": the Seq-Inter student with seq_inter on the gold data plus its selected
+# hypotheses, the others with NLL on their targets (the distilled ones for the Seq-KD family, as in the paper).
+# "word_kd": word-level KD from the teacher on those targets (the gold ones for the Seq-Inter student), the dense
+# teacher guiding the pruned student back. "self_kd": the same against the unpruned student's own top-k cache, so
+# the pruned model learns to translate like the model it replaces.
 # shellcheck disable=SC2086
 prune() {
-  local best r data objective
+  local best r data objective arch
   best=$(best_student)
+  case " $STUDENTS " in *" ${best#student_} "*) ;; *) die "PRUNE_STUDENT '$best' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
+  arch=$(student_arch "$best")
   log "pruning $best (best greedy valid BLEU among the students), retraining with the $PRUNE_OBJECTIVE objective"
   echo "$best" > "$WORK/pruned_student.txt"
   data=$(student_data "$best")
   case $PRUNE_OBJECTIVE:$best in
-    own:student_seqkd_seqinter) objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
+    own:student_*_seqkd_seqinter) objective=(--selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT"
                                 --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING") ;;
     own:*) objective=("${NLL[@]}") ;;
     word_kd:*) mapfile -t objective < <(word_kd_objective "$data") ;;
@@ -254,11 +340,23 @@ prune() {
       [ -s "$cache/meta.json" ] || dump_topk "$data" "$cache" "$WORK/$best/checkpoint_best.pt"
       mapfile -t objective < <(word_kd_objective "$data" "$cache") ;;
   esac
+  # PRUNE_SCHEDULE_EPOCHS=E: the cubic schedule over E epochs of the student's data, counted in its own updates
+  # (read from its training log: a transformer's 4k-token batches make fewer updates than an LSTM's 2k ones), the
+  # first validation after it
+  local schedule=()
+  if [ -n "$PRUNE_SCHEDULE_EPOCHS" ]; then
+    local per_epoch steps
+    per_epoch=$(grep -o '| train | epoch 001 |.*| num_updates [0-9]*' "$WORK/logs/$best.log" | tail -1 | grep -o '[0-9]*$' || true)
+    [ -n "$per_epoch" ] || die "no epoch 1 of $best in $WORK/logs/$best.log to count its updates per epoch (give --prune-steps in PRUNE_ARGS instead of PRUNE_SCHEDULE_EPOCHS)"
+    steps=$((PRUNE_SCHEDULE_EPOCHS * per_epoch))
+    log "gradual pruning over $PRUNE_SCHEDULE_EPOCHS epoch(s) of $best's data: $steps updates ($per_epoch per epoch)"
+    schedule=(--prune-schedule gradual --prune-steps "$steps" --validate-after-updates "$steps")
+  fi
   for r in $PRUNE_RATIOS; do
     # translation_prune logs the sparsity table
-    train "pruned_$r" "$data" "$STUDENT_ARCH" "$PRUNE_EPOCHS" "$PRUNE_LR" "${objective[@]}" \
+    train "pruned_$r" "$data" "$arch" "$PRUNE_EPOCHS" 0 "$PRUNE_LR" "${objective[@]}" \
       --task translation_prune --prune-ratio "$r" --prune-scheme class-blind \
-      --finetune-from-model "$WORK/$best/checkpoint_best.pt" $PRUNE_ARGS
+      --finetune-from-model "$WORK/$best/checkpoint_best.pt" "${schedule[@]}" $PRUNE_ARGS
   done
 }
 
@@ -276,7 +374,7 @@ compress() {
   local m c=$PRUNE_COMPRESS_RATIO
   require_file "$WORK/pruned_$c/checkpoint_best.pt" "(PRUNE_COMPRESS_RATIO must be one of PRUNE_RATIOS)"
   local ckpts=()
-  for m in $(trained_models); do ckpts+=("$WORK/$m/checkpoint_best.pt"); done
+  for m in $(trained_models); do ckpts+=("$(model_path "$m")"); done
   fairseq-kd-compress "${ckpts[@]}" --strip --output "$WORK/models"
   fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --output "$WORK/models/pruned_${c}_sparse.pt"
   fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --int8 --output "$WORK/models/pruned_${c}_sparse_int8.pt"
@@ -307,33 +405,37 @@ report() {
   fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
   python3 "$ROOT/recipes/report.py" --work "$WORK" --title "$RECIPE_TITLE" --command "$RECIPE_COMMAND" \
     --pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS \
-    --compress-ratio "$PRUNE_COMPRESS_RATIO" --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json" \
+    --compress-ratio "$PRUNE_COMPRESS_RATIO" --tracks $(for p in $STUDENT_ARCHS; do echo "${p%%=*}"; done) \
+    ${TEACHER_GOAL:+--teacher-goal "$TEACHER_GOAL"} --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json" \
     ${RESULTS_NOTES:+--notes "$RESULTS_NOTES"}
 }
 
 pipeline_stages() {
+  local s track objective
   echo prepare teacher
   for s in $STUDENTS; do
-    case $s in
-      nll|block_kd) echo "student_$s" ;;
-      word_kd) [ "$WORD_KD_TEACHER" = online ] || echo topk; echo student_word_kd ;;
-      seqkd) echo seqkd_data student_seqkd ;;
-      seqkd_seqinter) echo seqkd_data student_seqkd student_seqkd_seqinter ;;
-      seqkd_word_kd) echo seqkd_data; [ "$WORD_KD_TEACHER" = online ] || echo topk_seqkd; echo student_seqkd_word_kd ;;
-      *) die "unknown student '$s' in STUDENTS (known: nll word_kd seqkd seqkd_seqinter seqkd_word_kd block_kd)" ;;
+    track=${s%%_*} objective=${s#*_}
+    case $objective in
+      nll|block_kd) ;;
+      word_kd) [ "$WORD_KD_TEACHER" = online ] || echo topk ;;
+      seqkd) echo seqkd_data ;;
+      seqkd_seqinter) echo seqkd_data "student_${track}_seqkd" ;;
+      seqkd_word_kd) echo seqkd_data; [ "$WORD_KD_TEACHER" = online ] || echo topk_seqkd ;;
     esac
+    echo "student_$s"
   done
   # PRUNE_OBJECTIVE=word_kd reads the teacher's cache over the pruned student's data; the student is chosen
   # only in the prune stage, so both caches its candidates may need
   if [ "$PRUNE_OBJECTIVE" = word_kd ] && [ "$WORD_KD_TEACHER" != online ]; then
     echo topk
-    case " $STUDENTS " in *" seqkd "*|*" seqkd_word_kd "*) echo topk_seqkd ;; esac
+    case " $STUDENTS " in *_seqkd" "*|*_seqkd_word_kd" "*) echo topk_seqkd ;; esac
   fi
   echo prune compress speed report
 }
 
 run_pipeline() {
   local stages=() s seen=" " started=0
+  check_students
   for s in $(pipeline_stages); do
     case $seen in *" $s "*) continue ;; esac
     seen="$seen$s "; stages+=("$s")
@@ -346,7 +448,9 @@ run_pipeline() {
   for s in "${stages[@]}"; do
     if [ -n "${STAGE:-}" ] && [ "$s" = "$STAGE" ]; then started=1; fi
     if [ -n "${STAGE:-}" ] && [ "$started" = 1 ]; then rm -f "$WORK/.done/$s"; fi
-    if [ -z "${STAGE:-}" ] || [ "$started" = 1 ]; then run_stage "$s" "$s"; fi
+    if [ -z "${STAGE:-}" ] || [ "$started" = 1 ]; then
+      case $s in student_*) run_stage "$s" student "${s#student_}" ;; *) run_stage "$s" "$s" ;; esac
+    fi
     if [ "${STOP_AFTER:-}" = "$s" ]; then log "stopping after stage $s (STOP_AFTER)"; return 0; fi
   done
   log "all stages done; results: $RESULTS_DIR/$RESULTS_NAME.md"

@@ -8,9 +8,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 stage_done() { [ -f "$WORK/.done/$1" ]; }
 mark_done() { mkdir -p "$WORK/.done"; date +%s > "$WORK/.done/$1"; }
 
-# run_stage NAME FUNCTION: skip when stamped, time it, log to $WORK/logs/NAME.log
+# run_stage NAME FUNCTION [ARGS...]: skip when stamped, time it, log to $WORK/logs/NAME.log
 run_stage() {
   local name=$1 fn=$2 start
+  shift 2
   if stage_done "$name"; then
     # a stamped stage whose outputs are no longer valid (a cache whose teacher changed) stops the recipe
     if declare -F check_stage_outputs > /dev/null; then check_stage_outputs "$name"; fi
@@ -23,7 +24,7 @@ run_stage() {
   # it), and the stage's own status must be read from PIPESTATUS before any other command runs
   local status
   set +e
-  ( set -e; "$fn" ) 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2
+  ( set -e; "$fn" "$@" ) 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2
   status=${PIPESTATUS[0]}
   set -e
   [ "$status" -eq 0 ] || die "stage $name failed (exit $status), see $WORK/logs/$name.log"
@@ -37,10 +38,22 @@ PROGRESS_PATTERN='(\| (train|valid) \| epoch|BLEU|words/s|sparsity|wrote|Transla
 
 # SMOKE=1: every stage with tiny models, one epoch each and short decodes (each recipe picks its own data slice)
 smoke_defaults() {
-  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCH:=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
+  : "${TEACHER_ARCH:=kd_lstm_1x32}" "${STUDENT_ARCHS:=lstm=kd_lstm_1x32}" "${TEACHER_EPOCHS:=1}" "${STUDENT_EPOCHS:=1}"
   : "${SEQ_INTER_EPOCHS:=1}" "${PRUNE_EPOCHS:=1}" "${LATENCY_SENTENCES:=10}" "${BEAM:=2}" "${NBEST:=2}" "${TOPK:=4}"
   : "${SPEED_REPEATS:=1}"
   : "${GEN_ARGS:=--max-len-a 1.2 --max-len-b 5}"  # an untrained teacher would write 200-token loops
+}
+
+# multi30k_data: the multi30k directory (train, val, test2016 .en/.de) a recipe reads: $DATA when set; else the
+# project machines' copy ($MULTI30K_SHARED, default ../shared/data/multi30k) when present; else $WORK/data/multi30k,
+# fetched once from the public release and checked by sha256 (recipes/multi30k_en_de/fetch.py; MULTI30K_MIRROR=URL
+# for a mirror of the .gz files). Use as DATA=$(multi30k_data).
+multi30k_data() {
+  local shared=${MULTI30K_SHARED:-$ROOT/../shared/data/multi30k}
+  if [ -n "${DATA:-}" ]; then echo "$DATA"; return; fi
+  if [ -d "$shared" ]; then echo "$shared"; return; fi
+  python3 "$ROOT/recipes/multi30k_en_de/fetch.py" "$WORK/data/multi30k" >&2 || exit 1  # it said why, in one line
+  echo "$WORK/data/multi30k"
 }
 
 require_file() { [ -s "$1" ] || die "missing input: $1 ${2:-}"; }

@@ -8,8 +8,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$ROOT/recipes/lib.sh"
 
-DATA=${DATA:-$ROOT/../shared/data/multi30k}
 WORK=${WORK:-$ROOT/demo_work}
+DATA=$(multi30k_data)  # DATA unset: the project machines' copy, else fetched into $WORK/data (recipes/lib.sh)
 N_TRAIN=${N_TRAIN:-8000}             # training sentences taken from the top of train.*
 VOCAB=${VOCAB:-4000}                 # joint sentencepiece vocabulary
 TEACHER_ARCH=${TEACHER_ARCH:-kd_lstm_2x256}

@@ -37,10 +37,10 @@ else
   # 4x1000 and 2x750 there), student 2x100, training as Luong et al. 2015 (SGD, learning rate 1, halved every
   # epoch after epoch 5; batch 128, gradient norm 5, dropout 0.3), beam 5, Word-KD alpha 0.5.
   : "${WORK:=$ROOT/work/iwslt_$PAIR}"
-  : "${TEACHER_ARCH:=kd_lstm_2x500}" "${STUDENT_ARCH:=kd_lstm_2x100}"
-  : "${TEACHER_EPOCHS:=15}" "${STUDENT_EPOCHS:=15}" "${TEACHER_LR:=1.0}" "${STUDENT_LR:=1.0}"
-  : "${OPTIM_ARGS:=--optimizer sgd --lr-scheduler fixed --force-anneal 5 --lr-shrink 0.5 --clip-norm 5}"
-  : "${BATCH_ARGS:=--batch-size 128 --max-tokens 8000}"
+  : "${TEACHER_ARCH:=kd_lstm_2x500}" "${STUDENT_ARCHS:=lstm=kd_lstm_2x100}"
+  : "${TEACHER_EPOCHS:=15}" "${STUDENT_EPOCHS:=15}" "${LSTM_LR:=1.0}"
+  : "${LSTM_OPTIM_ARGS:=--optimizer sgd --lr-scheduler fixed --force-anneal 5 --lr-shrink 0.5 --clip-norm 5}"
+  : "${LSTM_BATCH_ARGS:=--batch-size 128 --max-tokens 8000}"
   : "${SEQ_INTER_LR:=0.1}" "${SEQ_INTER_EPOCHS:=2}" "${PRUNE_LR:=0.1}" "${PRUNE_EPOCHS:=2}"
   : "${THREADS:=8}" "${LATENCY_SENTENCES:=500}"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# multi30k En->De on CPU: the whole distillation pipeline of recipes/kd_pipeline.sh (teacher, baseline, Word-KD,
-# Seq-KD, Seq-Inter, Seq-KD + Word-KD, block_kd, pruning, compression, speed, table) with defaults measured to
-# fit about 2 hours on 2 cores. Results: $WORK/results.md (+ results.json, pareto.png).
+# multi30k En->De on CPU: the distillation pipeline of recipes/kd_pipeline.sh (a transformer teacher; LSTM and
+# transformer students, NLL and Seq-KD; pruning, compression, speed with the fastest engines, table) with defaults
+# measured to fit 2 h 15 min on 2 cores. Results: $WORK/results.md (+ results.json, results.png).
 #   bash recipes/multi30k_en_de/run.sh                 full run (WORK=work/multi30k_en_de)
 #   SMOKE=1 bash recipes/multi30k_en_de/run.sh         every stage on a small slice with tiny models (minutes)
 #   STAGE=prune bash recipes/multi30k_en_de/run.sh     redo from a stage on (see recipes/kd_pipeline.sh)
@@ -10,24 +10,39 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$ROOT/recipes/lib.sh"
 
-: "${DATA:=$ROOT/../shared/data/multi30k}"
 SRC=en TGT=de
 if [ "${SMOKE:-0}" = 1 ]; then
   : "${WORK:=$ROOT/work/multi30k_en_de_smoke}" "${N_TRAIN:=600}" "${N_EVAL:=60}" "${VOCAB:=300}"
+  # both tracks and the transformer teacher, tiny (the teacher 2.5x the students, for the best-student targets)
+  : "${TEACHER_ARCH:=kd_transformer_e2d2_64}" "${STUDENT_ARCHS:=lstm=kd_lstm_1x32 tf=kd_transformer_e2d1_32}"
+  : "${STUDENTS:=lstm_nll lstm_seqkd tf_nll tf_seqkd tf_seqkd_word_kd}"  # the other objectives: the WMT14/IWSLT smoke runs
+  : "${TEACHER_EPOCHS:=2}" "${TEACHER_AVERAGE:=2}" "${PATIENCE:=2}" "${PRUNE_EPOCHS:=2}" "${PRUNE_SCHEDULE_EPOCHS:=1}"
   smoke_defaults
 else
   : "${WORK:=$ROOT/work/multi30k_en_de}" "${N_TRAIN:=0}" "${N_EVAL:=0}" "${VOCAB:=6000}"
-  : "${TEACHER_ARCH:=kd_lstm_2x256}" "${STUDENT_ARCH:=kd_lstm_1x128}" "${TEACHER_EPOCHS:=6}" "${STUDENT_EPOCHS:=7}"
+  # the budget (2 h 15 min on 2 cores): the teacher 45 min, four students 9 min each, pruning 3 x 3 epochs, the rest
+  # (Seq-KD data through CTranslate2, speed, report) about 25 min
+  # the teacher (docs/experiments/2026-12-02-teacher-calibration.md): a 3+3-layer 256-dim transformer, lr 3e-3, the
+  # average of its last 5 epochs
+  : "${TEACHER_ARCH:=kd_transformer_e3d3_256}" "${TEACHER_EPOCHS:=100}" "${TEACHER_HOURS:=0.75}" "${TEACHER_AVERAGE:=5}"
+  : "${TRANSFORMER_LR:=0.003}"
+  # the students: the paper's LSTM track and a deep-encoder shallow-decoder transformer track, each trained until
+  # validation stops improving or its time share ends
+  : "${STUDENT_ARCHS:=lstm=kd_lstm_1x128 tf=kd_transformer_e6d1_128}"
+  : "${STUDENTS:=lstm_nll lstm_seqkd tf_nll tf_seqkd}"
+  : "${STUDENT_EPOCHS:=100}" "${STUDENT_HOURS:=0.15}" "${PATIENCE:=3}"
   : "${SEQ_INTER_EPOCHS:=1}" "${LATENCY_SENTENCES:=100}"
-  # pruning (README, pruning benchmark): the cubic schedule over the first 2 epochs (532 updates of the full
-  # corpus), masks recomputed every 20 updates, at the student's learning rate; the first validation after the
-  # schedule, so its rising loss does not halve the rate
-  : "${PRUNE_EPOCHS:=4}"
-  : "${PRUNE_ARGS:=--prune-schedule gradual --prune-steps 532 --prune-frequency 20 --validate-after-updates 532}"
+  # pruning (docs/experiments/2026-11-27-lr-rewinding.md): retrained at the student's own learning rate, the cubic
+  # schedule over its first epoch (in the student's own updates), masks recomputed every 20 updates, the first
+  # validation after the schedule, so its rising loss does not halve the rate
+  : "${PRUNE_RATIOS:=0.0 0.8 0.9}" "${PRUNE_EPOCHS:=3}" "${PRUNE_SCHEDULE_EPOCHS:=1}" "${PRUNE_ARGS:=--prune-frequency 20}"
 fi
+: "${TEACHER_GOAL:=33}"
 RECIPE_TITLE="multi30k En-De: sequence-level knowledge distillation on CPU"
 : "${RECIPE_COMMAND:=$( [ "${SMOKE:-0}" = 1 ] && printf 'SMOKE=1 ' )bash recipes/multi30k_en_de/run.sh}"  # shown in the results
 
+# DATA unset: the project machines' copy, else fetched from the public release into $WORK/data (recipes/lib.sh)
+DATA=$(multi30k_data)
 for f in train.en train.de val.en val.de test2016.en test2016.de; do require_file "$DATA/$f" "(set DATA= to the multi30k directory)"; done
 
 # N_TRAIN / N_EVAL > 0 take the first lines only (smoke runs); 0 takes everything

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# WMT14 En->De as in Kim & Rush (2016): teacher kd_lstm_4x1000, students kd_lstm_2x500 (STUDENT_ARCH=kd_lstm_2x300
+# WMT14 En->De as in Kim & Rush (2016): teacher kd_lstm_4x1000, students kd_lstm_2x500 (STUDENT_ARCHS=lstm=kd_lstm_2x300
 # for the smaller one), the whole pipeline of recipes/kd_pipeline.sh. Meant for GPUs; see README.md here.
 #   RAW_DIR=/data/wmt14 bash recipes/wmt14_en_de/run.sh
 #   SMOKE=1 bash recipes/wmt14_en_de/run.sh     tiny models on a stand-in built from ../shared/data/wmt15-ende-10k
@@ -15,7 +15,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${RAW_DIR:=$WORK/standin_raw}" "${TRAIN_CORPORA:=standin-train}" "${DEV_SETS:=standin-dev}" "${TEST_SET:=standin-test}"
   : "${SUBWORD:=word}" "${VOCAB:=400}"
   smoke_defaults
-  : "${BATCH_ARGS:=--max-tokens 2000}"
+  : "${LSTM_BATCH_ARGS:=--max-tokens 2000}"
   # the stand-in: wmt15-ende-10k is Moses-tokenized with escapes, the recipe expects raw text
   mkdir -p "$RAW_DIR"
   for l in en de; do
@@ -36,10 +36,10 @@ else
   : "${TRAIN_CORPORA:=europarl-v7.de-en commoncrawl.de-en news-commentary-v9.de-en}"
   : "${DEV_SETS:=newstest2012 newstest2013}" "${TEST_SET:=newstest2014}"
   : "${SUBWORD:=word}" "${VOCAB:=50000}" "${MAX_LEN:=50}"
-  : "${TEACHER_ARCH:=kd_lstm_4x1000}" "${STUDENT_ARCH:=kd_lstm_2x500}"
-  : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_LR:=1.0}" "${STUDENT_LR:=1.0}"
-  : "${OPTIM_ARGS:=--optimizer sgd --lr-scheduler fixed --force-anneal 5 --lr-shrink 0.5 --clip-norm 5}"
-  : "${BATCH_ARGS:=--batch-size 128 --max-tokens 12000}"
+  : "${TEACHER_ARCH:=kd_lstm_4x1000}" "${STUDENT_ARCHS:=lstm=kd_lstm_2x500}"
+  : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${LSTM_LR:=1.0}"
+  : "${LSTM_OPTIM_ARGS:=--optimizer sgd --lr-scheduler fixed --force-anneal 5 --lr-shrink 0.5 --clip-norm 5}"
+  : "${LSTM_BATCH_ARGS:=--batch-size 128 --max-tokens 12000}"
   : "${SPEED_INTERLEAVE:=0}"  # a dozen 50k-vocabulary models would not all fit in one GPU's memory
   : "${SEQ_INTER_LR:=0.1}" "${SEQ_INTER_EPOCHS:=2}" "${PRUNE_LR:=0.1}" "${PRUNE_EPOCHS:=2}"
   : "${NBEST:=5}" "${GEN_MAX_TOKENS:=20000}" "${THREADS:=8}" "${LATENCY_SENTENCES:=500}"

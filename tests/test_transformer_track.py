@@ -1,0 +1,111 @@
+"""The transformer track: the named kd_transformer sizes, fairseq-kd-average, int8 compression of a transformer."""
+import re
+
+import pytest
+import torch
+
+import fairseq_kd  # noqa: F401
+from fairseq_kd import compression
+
+from helpers import TINY_TRAIN, USER_DIR, build_model, error_line, run, tool
+
+
+def transformer_params(src_vocab, tgt_vocab, dim, ffn, enc, dec):
+    """fairseq's transformer with the decoder's output layer tied to its embeddings (with a joined dictionary,
+    --share-all-embeddings makes that one matrix for all three), sinusoidal positions (no weights), post-norm: per encoder layer self-attention (4 dim x dim + biases), ffn (2 matrices + biases), 2 layer norms;
+    per decoder layer also the encoder attention and a third layer norm."""
+    attention = 4 * (dim * dim + dim)
+    feed_forward = dim * ffn + ffn + ffn * dim + dim
+    norm = 2 * dim
+    return (src_vocab + tgt_vocab) * dim + enc * (attention + feed_forward + 2 * norm) + dec * (2 * attention + feed_forward + 3 * norm)
+
+
+@pytest.mark.parametrize("arch,dims", [("kd_transformer_e6d1_128", (128, 512, 6, 1)),
+                                       ("kd_transformer_e3d3_256", (256, 1024, 3, 3)),
+                                       ("kd_transformer_e2d1_32", (32, 64, 2, 1))])
+def test_named_sizes_have_the_parameters_counted_by_hand(tiny_task, arch, dims):
+    model = build_model(tiny_task, arch=arch)
+    assert type(model).__name__ == "TransformerModel"  # fairseq's own model: CTranslate2's converter takes it
+    vocab = len(tiny_task.source_dictionary), len(tiny_task.target_dictionary)
+    assert sum(p.numel() for p in model.parameters()) == transformer_params(*vocab, *dims)
+    enc, dec = model.encoder.layers, model.decoder.layers
+    assert (len(enc), len(dec)) == dims[2:]
+    assert enc[0].self_attn.num_heads == dec[0].self_attn.num_heads  # CTranslate2 needs one head count
+    assert model.decoder.output_projection.weight is model.decoder.embed_tokens.weight
+
+
+@pytest.fixture(scope="module")
+def epochs(tiny_data, tmp_path_factory):
+    """A tiny transformer trained 3 epochs, every epoch checkpoint kept."""
+    save = tmp_path_factory.mktemp("epochs")
+    options = [o for o in TINY_TRAIN if o != "--no-epoch-checkpoints"]
+    run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--save-dir", save, "--max-epoch", "3", *options,
+         "--arch", "kd_transformer_e2d1_32", "--keep-last-epochs", "5"])
+    return save
+
+
+def test_average_is_the_mean_of_the_last_epochs(epochs, tiny_data, tmp_path):
+    out = run([tool("fairseq-kd-average"), epochs, "--last", "2", "--output", tmp_path / "avg.pt"]).stdout
+    assert "the average of 2 checkpoints (checkpoint2.pt, checkpoint3.pt)" in out
+    avg = torch.load(tmp_path / "avg.pt", weights_only=False)
+    two, three = (torch.load(epochs / f"checkpoint{e}.pt", weights_only=False)["model"] for e in (2, 3))
+    for k, v in avg["model"].items():
+        assert v.dtype == two[k].dtype
+        torch.testing.assert_close(v, (two[k].double() + three[k].double()).div(2).to(v.dtype), rtol=0, atol=1e-7)
+    assert "last_optimizer_state" not in avg and avg["cfg"]["model"].arch == "kd_transformer_e2d1_32"
+    # explicit files give the same; the average of one model with itself is that model
+    from fairseq_kd.cli import average
+
+    average.main([str(epochs / "checkpoint2.pt"), str(epochs / "checkpoint3.pt"), "--output", str(tmp_path / "b.pt")])
+    assert all(torch.equal(v, torch.load(tmp_path / "b.pt", weights_only=False)["model"][k]) for k, v in avg["model"].items())
+    average.main([str(epochs / "checkpoint3.pt")] * 2 + ["--output", str(tmp_path / "c.pt")])
+    assert all(torch.allclose(v, three[k], atol=1e-7) for k, v in torch.load(tmp_path / "c.pt", weights_only=False)["model"].items())
+    # the average decodes
+    gen = run([tool("fairseq-generate"), tiny_data, "--user-dir", USER_DIR, "--path", tmp_path / "avg.pt",
+               "--beam", "1", "--max-tokens", "500"]).stdout
+    assert gen.count("\nH-") > 0
+
+
+def test_average_refuses_bad_inputs(epochs, tiny_teacher, tmp_path):
+    from fairseq_kd.cli import average
+    from fairseq_kd.errors import FairseqKDError
+
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    out = str(tmp_path / "a.pt")
+    last, two, three = str(epochs), str(epochs / "checkpoint2.pt"), str(epochs / "checkpoint3.pt")
+    cases = [
+        ([last, "--last", "9", "--output", out], "has 3 epoch checkpoints (checkpoint<EPOCH>.pt), --last 9 needs"),
+        ([three, "--last", "2", "--output", out], "is not a directory"),
+        ([last, "--last", "0", "--output", out], "--last must be at least 1"),
+        ([three, "--output", out], "give at least two checkpoints"),
+        ([three, str(tiny_teacher), "--output", out], "is not a checkpoint of the same model"),
+        ([three, str(tmp_path / "missing.pt"), "--output", out], "checkpoint not found"),
+        ([three, str(tmp_path / "corrupt.pt"), "--output", out], "could not be read"),
+        ([two, three, "--output", str(tmp_path)], "is a directory, not a file"),
+        ([two, three, "--output", three], "would overwrite one of its inputs"),
+    ]
+    for args, message in cases:
+        with pytest.raises(FairseqKDError, match=re.escape(message)):
+            average.main(args)
+    assert not (tmp_path / "a.pt").exists()
+    # an existing output is kept unless --force; the tool says so in one line
+    (tmp_path / "exists.pt").write_text("keep me")
+    proc = run([tool("fairseq-kd-average"), two, three, "--output", tmp_path / "exists.pt"], check=False)
+    assert proc.returncode != 0 and "exists (--force replaces it)" in error_line(proc)
+    assert (tmp_path / "exists.pt").read_text() == "keep me"
+    average.main([two, three, "--output", str(tmp_path / "exists.pt"), "--force"])
+    assert (tmp_path / "exists.pt").stat().st_size > 1000
+
+
+def test_int8_transformer_quantizes_its_feed_forward_layers_and_decodes(epochs, tiny_data, tiny_task, tmp_path):
+    small = tmp_path / "int8.pt"
+    run([tool("fairseq-kd-compress"), epochs / "checkpoint3.pt", "--int8", "--output", small])
+    model, facts = compression.load_model(str(small), tiny_task)
+    quantized = {n for n, m in model.named_modules() if "quantized" in type(m).__module__}
+    assert facts["int8"] and "encoder.layers.0.fc1" in quantized and "decoder.layers.0.fc2" in quantized
+    # fairseq's attention hands its projections' tensors to torch's fused kernel: they stay fp32 modules
+    assert not any("attn" in n for n in quantized)
+    assert isinstance(model.encoder.layers[0].self_attn.q_proj.bias, torch.Tensor)
+    gen = run([tool("fairseq-generate"), tiny_data, "--user-dir", USER_DIR, "--path", small, "--beam", "2",
+               "--max-tokens", "500"]).stdout
+    assert gen.count("\nH-") > 0
