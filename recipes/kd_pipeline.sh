@@ -155,7 +155,7 @@ check_students() {
     case " $OBJECTIVES " in *" ${s#*_} "*) ;; *) die "unknown objective '${s#*_}' of student '$s' (objectives: $OBJECTIVES)" ;; esac
   done
 }
-student_arch() { track_arch "$(echo "${1#student_}" | cut -d_ -f1)"; }  # student_arch student_TRACK_OBJECTIVE
+student_arch() { local s=${1#student_}; track_arch "${s%%_*}"; }  # student_arch student_TRACK_OBJECTIVE
 family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }
 
 # train NAME DATA ARCH EPOCHS HOURS LR ARGS...   (fairseq-train resumes from NAME/checkpoint_last.pt by itself)

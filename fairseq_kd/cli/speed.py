@@ -124,12 +124,11 @@ class Row:
         self.task, self.cfg, self.models, self.dataset, self.ids = task, cfg, loaded.models, dataset, ids
         self.beam, self.batch_size, self.use_cuda = beam, batch_size, use_cuda
         self.generator = engines.build_generator(loaded, task, cfg, beam)
-        models = self.models
         self.batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
         self.passes = []
         warm = self.batches[: opts.warmup]
         if warm:
-            timed_pass(task, cfg, self.generator, models, dataset, warm, use_cuda)
+            timed_pass(task, cfg, self.generator, self.models, dataset, warm, use_cuda)
 
     def time_pass(self):
         self.passes.append(timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.batches,

@@ -91,11 +91,8 @@ def load(path: str, cfg, task, engine: str = "auto") -> Loaded:
         raise FairseqKDError(f"model not found: {path} (a checkpoint, a fairseq-kd-compress file or a "
                              f"fairseq-kd-export directory)")
     models, facts = load_models(cfg, task, path)
-    name = resolve(engine, path, models)
-    loaded = Loaded(name, path, models=models, facts=facts)
-    if name == "ctranslate2":  # a transformer checkpoint: converted once, for this process
-        loaded.ct2_dir = temporary_export(path, cfg.task.data)
-        loaded.models = []
+    loaded = for_models(engine, path, models, cfg.task.data)
+    loaded.facts = facts
     return loaded
 
 
@@ -103,7 +100,7 @@ def for_models(engine: str, path: str, models, data: str) -> Loaded:
     """`models` (already loaded from `path`, fairseq's A[:B] for an ensemble) for `engine`."""
     name = resolve(engine, path, models)
     loaded = Loaded(name, path, models=models)
-    if name == "ctranslate2":
+    if name == "ctranslate2":  # a transformer checkpoint: converted once, for this process
         loaded.ct2_dir, loaded.models = temporary_export(path, data), []
     return loaded
 
