@@ -190,6 +190,21 @@ def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("env,message", [
+    ({"STUDENTS": "nll"}, "student 'nll' in STUDENTS is not TRACK_OBJECTIVE (e.g. lstm_nll)"),
+    ({"STUDENTS": "gpu_nll"}, "unknown student track 'gpu' (STUDENT_ARCHS: lstm=kd_lstm_1x32 tf=kd_transformer_e2d1_32)"),
+    ({"STUDENTS": "tf_hinton"}, "unknown objective 'hinton' of student 'tf_hinton' (objectives: nll word_kd seqkd"),
+    ({"STUDENT_ARCHS": "lstm"}, "STUDENT_ARCHS entry 'lstm' is not TRACK=ARCH"),
+    ({"STUDENT_ARCHS": "big_one=kd_lstm_1x32", "STUDENTS": "lstm_nll"},
+     "student track 'big_one' in STUDENT_ARCHS: a track name is letters and digits"),
+])
+def test_bad_students_are_refused_before_any_stage(tmp_path, env, message):
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, **env)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert not (tmp_path / "w").exists()
+
+
 def test_unknown_stage_is_refused(tmp_path):
     proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path, SMOKE=1, STAGE="bogus")
     assert proc.returncode != 0
