@@ -23,7 +23,8 @@ from .provenance import checkpoint_identity
 logger = logging.getLogger(__name__)
 
 
-def _embedding_rows(model_state, side: str):
+def embedding_rows(model_state, side: str):
+    """Rows of a side's embedding (or output projection) in a state dict: its dictionary's size."""
     for key in (f"{side}.embed_tokens.weight", f"{side}.output_projection.weight"):
         if key in model_state:
             return model_state[key].size(0)
@@ -37,7 +38,7 @@ def check_dictionaries(path: str, state, src_dict: Dictionary, tgt_dict: Diction
     directory the teacher was trained on, when that directory is still readable.
     """
     for side, dictionary, lang in (("encoder", src_dict, "source"), ("decoder", tgt_dict, "target")):
-        rows = _embedding_rows(state["model"], side)
+        rows = embedding_rows(state["model"], side)
         if rows is not None and rows != len(dictionary):
             raise FairseqKDError(
                 f"teacher {path} was trained with a {lang} dictionary of {rows} symbols, "

@@ -215,7 +215,9 @@ teacher() {
   train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_HOURS" "" "${NLL[@]}" "${STOPPING[@]}"
   if [ "$TEACHER_AVERAGE" -gt 0 ]; then
     local t=$WORK/teacher n choice
-    n=$(find "$t" -maxdepth 1 -name 'checkpoint[0-9]*.pt' | wc -l)
+    # the epoch checkpoints, and checkpoint_last.pt when training stopped inside an epoch (TEACHER_HOURS): its
+    # final weights are there only
+    n=$(fairseq-kd-average "$t" --count)
     [ "$n" -le "$TEACHER_AVERAGE" ] || n=$TEACHER_AVERAGE
     valid_bleu teacher_best "$t/checkpoint_best.pt"
     choice=best

@@ -252,3 +252,46 @@ def test_export_refuses_what_ctranslate2_cannot_convert(tiny_data, transformer, 
     (tmp_path / "file").write_text("x")
     with pytest.raises(FairseqKDError, match="is a file, not a directory"):
         export.main([str(transformer), "--data", str(tiny_data), "--output", str(tmp_path / "file")])
+
+
+def test_export_translate_speed_bad_inputs(tiny_data, transformer, exported, tmp_path):
+    """Each gets one line and writes nothing: data with another vocabulary, an existing --output without --force
+    (and --force on a directory that is not an export), a fairseq-kd-compress file, --input a directory, and a
+    speed engine that cannot decode the model."""
+    from fairseq_kd.cli import export, speed, translate
+
+    other = tmp_path / "other_data"
+    other.mkdir()
+    for f in tiny_data.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    lines = (other / "dict.tgt.txt").read_text().splitlines()
+    (other / "dict.tgt.txt").write_text("\n".join(lines[:-3]) + "\n")  # three symbols fewer
+    with pytest.raises(FairseqKDError, match=rf"has a decoder vocabulary of \d+ symbols, {other}/dict.tgt.txt has "
+                                             rf"\d+: give --data the directory the model was trained with"):
+        export.main([str(transformer), "--data", str(other), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".export-*"))
+
+    before = (exported / "float32" / "model.bin").stat().st_mtime_ns
+    with pytest.raises(FairseqKDError, match="exists: remove it, or replace it with --force"):
+        export.main([str(transformer), "--data", str(tiny_data), "--output", str(exported / "float32")])
+    assert (exported / "float32" / "model.bin").stat().st_mtime_ns == before
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    with pytest.raises(FairseqKDError, match="is not an earlier export: --force replaces exports only"):
+        export.main([str(transformer), "--data", str(tiny_data), "--output", str(tmp_path / "mine"), "--force"])
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "mine"
+
+    compressed = tmp_path / "small.pt"
+    run([tool("fairseq-kd-compress"), transformer, "--output", compressed, "--int8"])
+    proc = run([tool("fairseq-kd-export"), compressed, "--data", tiny_data, "--output", tmp_path / "c"], check=False)
+    assert "is a fairseq-kd-compress file: export the checkpoint it was made from" in error_line(proc)
+    assert not (tmp_path / "c").exists()
+
+    with pytest.raises(FairseqKDError, match=f"--input {tmp_path} is a directory: give a text file"):
+        translate.main(["--model", str(transformer), "--data", str(tiny_data), "--no-spm", "--input", str(tmp_path)])
+
+    out = tmp_path / "speed.json"
+    proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", transformer, "--engine", "fast",
+                "--gen-subset", "valid", "--output", out], check=False)
+    assert "this is a TransformerModel" in error_line(proc)
+    assert not out.exists()

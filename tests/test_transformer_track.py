@@ -6,6 +6,7 @@ import torch
 
 import fairseq_kd  # noqa: F401
 from fairseq_kd import compression
+from fairseq_kd.errors import FairseqKDError
 
 from helpers import TINY_TRAIN, USER_DIR, build_model, error_line, run, tool
 
@@ -66,6 +67,33 @@ def test_average_is_the_mean_of_the_last_epochs(epochs, tiny_data, tmp_path):
     assert gen.count("\nH-") > 0
 
 
+def test_average_takes_checkpoint_last_after_a_stop_inside_an_epoch(epochs, tiny_data, tmp_path):
+    """A time budget (--stop-time-hours) or --max-update ends training inside an epoch: its final weights are only in
+    checkpoint_last.pt, which then is the newest of the last N (the multi30k proof run's teacher lost its final
+    epoch from its average before this)."""
+    import shutil
+
+    from fairseq_kd.cli import average
+
+    save = tmp_path / "save"
+    shutil.copytree(epochs, save)
+    assert average.averaging_candidates(str(save))[-1].endswith("checkpoint3.pt")  # an epoch's end: last is epoch 3
+    at_epoch3 = average.num_updates(str(save / "checkpoint3.pt"))
+    options = [o for o in TINY_TRAIN if o != "--no-epoch-checkpoints"]
+    run([tool("fairseq-train"), tiny_data, "--user-dir", USER_DIR, "--save-dir", save, "--max-epoch", "10", *options,
+         "--arch", "kd_transformer_e2d1_32", "--keep-last-epochs", "5", "--max-update", str(at_epoch3 + 2)])
+    assert not (save / "checkpoint4.pt").exists() and average.num_updates(str(save / "checkpoint_last.pt")) == at_epoch3 + 2
+    assert run([tool("fairseq-kd-average"), save, "--count"]).stdout.strip() == "4"
+    out = run([tool("fairseq-kd-average"), save, "--last", "2", "--output", tmp_path / "avg.pt"]).stdout
+    assert "the average of 2 checkpoints (checkpoint3.pt, checkpoint_last.pt)" in out
+    three, last = (torch.load(save / f, weights_only=False)["model"] for f in ("checkpoint3.pt", "checkpoint_last.pt"))
+    avg = torch.load(tmp_path / "avg.pt", weights_only=False)["model"]
+    for k, v in avg.items():
+        torch.testing.assert_close(v, (three[k].double() + last[k].double()).div(2).to(v.dtype), rtol=0, atol=1e-7)
+    with pytest.raises(FairseqKDError, match="give --output"):
+        average.main([str(save), "--last", "2"])
+
+
 def test_average_refuses_bad_inputs(epochs, tiny_teacher, tmp_path):
     from fairseq_kd.cli import average
     from fairseq_kd.errors import FairseqKDError
@@ -74,7 +102,7 @@ def test_average_refuses_bad_inputs(epochs, tiny_teacher, tmp_path):
     out = str(tmp_path / "a.pt")
     last, two, three = str(epochs), str(epochs / "checkpoint2.pt"), str(epochs / "checkpoint3.pt")
     cases = [
-        ([last, "--last", "9", "--output", out], "has 3 epoch checkpoints (checkpoint<EPOCH>.pt), --last 9 needs"),
+        ([last, "--last", "9", "--output", out], "has 3 epoch checkpoints (checkpoint<EPOCH>.pt, and checkpoint_last.pt when newer), --last 9 needs"),
         ([three, "--last", "2", "--output", out], "is not a directory"),
         ([last, "--last", "0", "--output", out], "--last must be at least 1"),
         ([three, "--output", out], "give at least two checkpoints"),

@@ -4,7 +4,10 @@ scripts/average_checkpoints.py makes it (that script is not in fairseq's wheel).
     fairseq-kd-average SAVE_DIR --last 5 --output SAVE_DIR/checkpoint_averaged.pt   the last 5 epoch checkpoints
     fairseq-kd-average A.pt B.pt C.pt --output AVG.pt                              these checkpoints
 
-SAVE_DIR's epoch checkpoints are fairseq-train's checkpoint<EPOCH>.pt (kept with --keep-last-epochs N). Every
+SAVE_DIR's epoch checkpoints are fairseq-train's checkpoint<EPOCH>.pt (kept with --keep-last-epochs N). When
+training stopped inside an epoch (--stop-time-hours, --max-update), its final weights are only in checkpoint_last.pt:
+that file then counts as the newest of the last N (it is used when it holds more updates than the newest epoch
+checkpoint). Every
 floating-point tensor is the mean of the inputs' (computed in float64, stored in the input's dtype); any other
 tensor must be the same in every input. The output is the first input with its weights replaced and without its
 optimizer state (an averaged model is for decoding, not for resuming), written atomically. Inputs of different
@@ -21,17 +24,39 @@ from ..outputs import atomic_path, output_file
 EPOCH_CHECKPOINT = re.compile(r"^checkpoint(\d+)\.pt$")
 
 
-def last_epoch_checkpoints(save_dir: str, n: int):
-    """The paths of the last `n` epoch checkpoints in `save_dir`, oldest first."""
-    if n < 1:
-        raise FairseqKDError(f"--last must be at least 1 (got {n})")
+def num_updates(path: str) -> int:
+    """The updates a fairseq checkpoint was saved after (its optimizer history), read without its tensors' data."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["optimizer_history"][-1]["num_updates"])
+    except Exception as e:
+        raise FairseqKDError(f"{path} could not be read as a fairseq checkpoint ({type(e).__name__})") from e
+
+
+def averaging_candidates(save_dir: str):
+    """The checkpoints that hold `save_dir`'s last epochs, oldest first: checkpoint<EPOCH>.pt in epoch order, then
+    checkpoint_last.pt when it is newer than all of them (training stopped inside an epoch)."""
     if not os.path.isdir(save_dir):
         raise FairseqKDError(f"with --last, the input is a fairseq-train save directory: {save_dir} is not a directory")
     epochs = sorted(int(m.group(1)) for m in map(EPOCH_CHECKPOINT.match, os.listdir(save_dir)) if m)
-    if len(epochs) < n:
-        raise FairseqKDError(f"{save_dir} has {len(epochs)} epoch checkpoints (checkpoint<EPOCH>.pt), --last {n} "
-                             "needs that many (train with --keep-last-epochs N)")
-    return [os.path.join(save_dir, f"checkpoint{e}.pt") for e in epochs[-n:]]
+    paths = [os.path.join(save_dir, f"checkpoint{e}.pt") for e in epochs]
+    last = os.path.join(save_dir, "checkpoint_last.pt")
+    if paths and os.path.isfile(last) and num_updates(last) > num_updates(paths[-1]):
+        paths.append(last)
+    return paths
+
+
+def last_epoch_checkpoints(save_dir: str, n: int):
+    """The paths of the last `n` checkpoints of `save_dir` (averaging_candidates), oldest first."""
+    if n < 1:
+        raise FairseqKDError(f"--last must be at least 1 (got {n})")
+    paths = averaging_candidates(save_dir)
+    if len(paths) < n:
+        raise FairseqKDError(f"{save_dir} has {len(paths)} epoch checkpoints (checkpoint<EPOCH>.pt, and "
+                             f"checkpoint_last.pt when newer), --last {n} needs that many (train with --keep-last-epochs N)")
+    return paths[-n:]
 
 
 def average_states(paths):
@@ -68,10 +93,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="fairseq-kd-average", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="checkpoints, or one save directory with --last")
-    p.add_argument("--last", type=int, default=None, help="average the last N epoch checkpoints of the save directory")
-    p.add_argument("--output", required=True)
+    p.add_argument("--last", type=int, default=None, help="average the last N epoch checkpoints of the save directory "
+                   "(checkpoint_last.pt the newest when training stopped inside an epoch)")
+    p.add_argument("--count", action="store_true", help="with a save directory: print how many checkpoints --last "
+                   "can average, and exit")
+    p.add_argument("--output", help="the averaged checkpoint to write")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
     args = p.parse_args(argv)
+    if args.count:
+        if len(args.inputs) != 1:
+            raise FairseqKDError("--count takes one input, the save directory")
+        print(len(averaging_candidates(args.inputs[0])))
+        return
+    if not args.output:
+        raise FairseqKDError("give --output, the averaged checkpoint to write")
     if args.last is not None:
         if len(args.inputs) != 1:
             raise FairseqKDError("--last takes one input, the save directory")

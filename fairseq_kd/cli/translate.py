@@ -67,8 +67,10 @@ def check_options(opts):
                              "input already in subword units")
     if opts.spm_model is not None and not os.path.isfile(opts.spm_model):
         raise FairseqKDError(f"--spm-model not found: {opts.spm_model}")
-    if opts.input != "-" and (not os.path.exists(opts.input) or os.path.isdir(opts.input)):
+    if opts.input != "-" and not os.path.exists(opts.input):
         raise FairseqKDError(f"--input not found: {opts.input}")
+    if opts.input != "-" and os.path.isdir(opts.input):
+        raise FairseqKDError(f"--input {opts.input} is a directory: give a text file (or - for standard input)")
     exported = ctranslate2_engine.is_exported(opts.model)
     if not exported:
         if opts.data is None:

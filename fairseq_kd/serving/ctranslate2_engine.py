@@ -72,6 +72,7 @@ def export(checkpoint: str, data: str, out: str, quantization: str = "float32", 
             raise FairseqKDError(f"--data {data} has no dict.SRC.txt / dict.TGT.txt pair: give --source-lang and "
                                  f"--target-lang")
         source_lang, target_lang = source_lang or inferred[0], target_lang or inferred[1]
+    check_dictionaries(checkpoint, state["model"], data, source_lang, target_lang)
     output_dir(os.path.dirname(os.path.abspath(out)) or ".", "--output's parent")
     if os.path.exists(out):
         raise FairseqKDError(f"--output {out} exists: remove it or choose another directory")
@@ -94,6 +95,23 @@ def export(checkpoint: str, data: str, out: str, quantization: str = "float32", 
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return info
+
+
+def check_dictionaries(checkpoint: str, model_state, data: str, source_lang: str, target_lang: str):
+    """The converter builds the model from DATA's dictionaries: each must have as many symbols as the checkpoint's
+    embeddings have rows, or the export would fail deep in torch (or, by the same size, map the wrong words)."""
+    from fairseq.data import Dictionary
+
+    from ..teacher import embedding_rows
+
+    for side, lang in (("encoder", source_lang), ("decoder", target_lang)):
+        path = os.path.join(data, f"dict.{lang}.txt")
+        if not os.path.isfile(path):
+            raise FairseqKDError(f"--data {data} has no dict.{lang}.txt")
+        rows, symbols = embedding_rows(model_state, side), len(Dictionary.load(path))
+        if rows is not None and rows != symbols:
+            raise FairseqKDError(f"{checkpoint} has a {side} vocabulary of {rows} symbols, {path} has {symbols}: "
+                                 f"give --data the directory the model was trained with")
 
 
 def weight_counts(state_dict) -> dict:
