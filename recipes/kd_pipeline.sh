@@ -154,6 +154,10 @@ check_students() {
     track_arch "${s%%_*}" > /dev/null
     case " $OBJECTIVES " in *" ${s#*_} "*) ;; *) die "unknown objective '${s#*_}' of student '$s' (objectives: $OBJECTIVES)" ;; esac
   done
+  # PRUNE_STUDENT names a student of this run (checked here too, so a typo stops the run before the teacher trains)
+  if [ "${PRUNE_STUDENT:-auto}" != auto ]; then
+    case " $STUDENTS " in *" ${PRUNE_STUDENT#student_} "*) ;; *) die "PRUNE_STUDENT '$PRUNE_STUDENT' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
+  fi
 }
 student_arch() { local s=${1#student_}; track_arch "${s%%_*}"; }  # student_arch student_TRACK_OBJECTIVE
 family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }

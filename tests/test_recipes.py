@@ -197,12 +197,29 @@ def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
     ({"STUDENT_ARCHS": "lstm"}, "STUDENT_ARCHS entry 'lstm' is not TRACK=ARCH"),
     ({"STUDENT_ARCHS": "big_one=kd_lstm_1x32", "STUDENTS": "lstm_nll"},
      "student track 'big_one' in STUDENT_ARCHS: a track name is letters and digits"),
+    ({"PRUNE_STUDENT": "student_tf_word_kd"},
+     "PRUNE_STUDENT 'student_tf_word_kd' is not a student of this run (student_ + one of: lstm_nll lstm_seqkd"),
 ])
 def test_bad_students_are_refused_before_any_stage(tmp_path, env, message):
     proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, **env)
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert proc.returncode != 0 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert not (tmp_path / "w").exists()
+
+
+def test_prune_schedule_epochs_needs_the_students_first_epoch(tmp_path):
+    """PRUNE_SCHEDULE_EPOCHS counts the student's updates per epoch from its training log: a log without epoch 1
+    (the student trained elsewhere, its log lost) stops the prune stage with one line, before any training."""
+    work = tmp_path / "w"
+    (work / "logs").mkdir(parents=True)
+    (work / "logs" / "student_lstm_nll.log").write_text("| INFO | fairseq_cli.train | no epoch lines here\n")
+    proc = recipe("recipes/multi30k_en_de/run.sh", work, timeout=120, SMOKE=1, STAGE="prune",
+                  PRUNE_STUDENT="student_lstm_nll", PRUNE_SCHEDULE_EPOCHS="1")
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert f"no epoch 1 of student_lstm_nll in {work}/logs/student_lstm_nll.log" in errors[0]
+    assert errors[-1].startswith("error: stage prune failed")
+    assert not (work / "pruned_0.0").exists() and not (work / ".done" / "prune").exists()
 
 
 def test_unknown_stage_is_refused(tmp_path):

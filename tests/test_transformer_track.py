@@ -11,26 +11,29 @@ from fairseq_kd.errors import FairseqKDError
 from helpers import TINY_TRAIN, USER_DIR, build_model, error_line, run, tool
 
 
-def transformer_params(src_vocab, tgt_vocab, dim, ffn, enc, dec):
+def transformer_params(src_vocab, tgt_vocab, dim, ffn, enc, dec, pre_norm):
     """fairseq's transformer with the decoder's output layer tied to its embeddings (with a joined dictionary,
-    --share-all-embeddings makes that one matrix for all three), sinusoidal positions (no weights), post-norm: per encoder layer self-attention (4 dim x dim + biases), ffn (2 matrices + biases), 2 layer norms;
-    per decoder layer also the encoder attention and a third layer norm."""
+    --share-all-embeddings makes that one matrix for all three), sinusoidal positions (no weights): per encoder
+    layer self-attention (4 dim x dim + biases), ffn (2 matrices + biases), 2 layer norms; per decoder layer also
+    the encoder attention and a third layer norm; pre-norm adds a final layer norm to the encoder and the decoder."""
     attention = 4 * (dim * dim + dim)
     feed_forward = dim * ffn + ffn + ffn * dim + dim
     norm = 2 * dim
-    return (src_vocab + tgt_vocab) * dim + enc * (attention + feed_forward + 2 * norm) + dec * (2 * attention + feed_forward + 3 * norm)
+    return ((src_vocab + tgt_vocab) * dim + enc * (attention + feed_forward + 2 * norm)
+            + dec * (2 * attention + feed_forward + 3 * norm) + (2 * norm if pre_norm else 0))
 
 
-@pytest.mark.parametrize("arch,dims", [("kd_transformer_e6d1_128", (128, 512, 6, 1)),
-                                       ("kd_transformer_e3d3_256", (256, 1024, 3, 3)),
-                                       ("kd_transformer_e2d1_32", (32, 64, 2, 1))])
+@pytest.mark.parametrize("arch,dims", [("kd_transformer_e6d1_128", (128, 512, 6, 1, True)),
+                                       ("kd_transformer_e3d3_256", (256, 1024, 3, 3, False)),
+                                       ("kd_transformer_e2d1_32", (32, 64, 2, 1, True))])
 def test_named_sizes_have_the_parameters_counted_by_hand(tiny_task, arch, dims):
     model = build_model(tiny_task, arch=arch)
     assert type(model).__name__ == "TransformerModel"  # fairseq's own model: CTranslate2's converter takes it
     vocab = len(tiny_task.source_dictionary), len(tiny_task.target_dictionary)
     assert sum(p.numel() for p in model.parameters()) == transformer_params(*vocab, *dims)
     enc, dec = model.encoder.layers, model.decoder.layers
-    assert (len(enc), len(dec)) == dims[2:]
+    assert (len(enc), len(dec)) == dims[2:4]
+    assert enc[0].normalize_before == dec[0].normalize_before == dims[4]  # CTranslate2 needs them equal too
     assert enc[0].self_attn.num_heads == dec[0].self_attn.num_heads  # CTranslate2 needs one head count
     assert model.decoder.output_projection.weight is model.decoder.embed_tokens.weight
 
