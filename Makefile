@@ -20,7 +20,7 @@ $(STAMP): setup.py
 
 # the whole suite on both cores (pytest-xdist; see tests/conftest.py for how the work is split)
 test: install
-	$(PY) -m pytest -q -ra -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -ra -n 2 --dist loadgroup --durations 25 tests
 
 # without the recipes' smoke runs
 test-fast: install

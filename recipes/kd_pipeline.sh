@@ -154,7 +154,7 @@ check_students() {
     track_arch "${s%%_*}" > /dev/null
     case " $OBJECTIVES " in *" ${s#*_} "*) ;; *) die "unknown objective '${s#*_}' of student '$s' (objectives: $OBJECTIVES)" ;; esac
   done
-  # PRUNE_STUDENT names a student of this run (checked here too, so a typo stops the run before the teacher trains)
+  # PRUNE_STUDENT names a student of this run (checked before any stage, so a typo stops the run before the teacher trains)
   if [ "${PRUNE_STUDENT:-auto}" != auto ]; then
     case " $STUDENTS " in *" ${PRUNE_STUDENT#student_} "*) ;; *) die "PRUNE_STUDENT '$PRUNE_STUDENT' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
   fi
@@ -329,8 +329,7 @@ EOF
 # shellcheck disable=SC2086
 prune() {
   local best r data objective arch
-  best=$(best_student)
-  case " $STUDENTS " in *" ${best#student_} "*) ;; *) die "PRUNE_STUDENT '$best' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
+  best=$(best_student)  # a student of this run: check_students refused any other PRUNE_STUDENT
   arch=$(student_arch "$best")
   log "pruning $best (best greedy valid BLEU among the students), retraining with the $PRUNE_OBJECTIVE objective"
   echo "$best" > "$WORK/pruned_student.txt"

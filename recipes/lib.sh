@@ -5,6 +5,12 @@
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# the tools (fairseq-train, fairseq-kd-*, and the python3 that imports fairseq_kd): from PATH, else from the
+# project's .venv/ (`make install`), else one line saying how to get them. $ROOT: the caller's project root.
+if ! command -v fairseq-kd-spm > /dev/null && [ -x "$ROOT/.venv/bin/fairseq-kd-spm" ]; then PATH="$ROOT/.venv/bin:$PATH"; fi
+command -v fairseq-kd-spm > /dev/null \
+  || die "the fairseq-kd tools are not on PATH: run 'make install' in $ROOT (it builds .venv/), or install the package into your environment"
+
 stage_done() { [ -f "$WORK/.done/$1" ]; }
 mark_done() { mkdir -p "$WORK/.done"; date +%s > "$WORK/.done/$1"; }
 

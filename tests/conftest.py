@@ -25,6 +25,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # the slow groups (minutes each) first: xdist hands out groups in this order, so the long ones start at once on
+    # both workers and the short ones fill in after, instead of one long run starting last on an otherwise idle core
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, SHARED_DATA, clean_env
+from helpers import BIN, ROOT, SHARED_DATA, clean_env
 
 RECIPES = {
     # the multi30k smoke run has both tracks (LSTM and transformer students) and the transformer teacher; it prunes
@@ -220,6 +220,25 @@ def test_prune_schedule_epochs_needs_the_students_first_epoch(tmp_path):
     assert f"no epoch 1 of student_lstm_nll in {work}/logs/student_lstm_nll.log" in errors[0]
     assert errors[-1].startswith("error: stage prune failed")
     assert not (work / "pruned_0.0").exists() and not (work / ".done" / "prune").exists()
+
+
+def test_recipes_find_the_tools_in_the_projects_venv(tmp_path):
+    """`bash recipes/...` without the virtualenv activated: the tools come from ROOT/.venv/bin (make install);
+    without that either, one line says how to get them."""
+    (tmp_path / "project" / ".venv").mkdir(parents=True)
+    (tmp_path / "project" / ".venv" / "bin").symlink_to(BIN)
+    (tmp_path / "bare").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    probe = f"source {ROOT}/recipes/lib.sh; command -v fairseq-kd-spm; command -v python3"
+    found = subprocess.run(["bash", "-c", f"ROOT={tmp_path / 'project'}; {probe}"], env=env, capture_output=True,
+                           text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == [f"{tmp_path}/project/.venv/bin/fairseq-kd-spm", f"{tmp_path}/project/.venv/bin/python3"]
+    missing = subprocess.run(["bash", "-c", f"ROOT={tmp_path / 'bare'}; {probe}"], env=env, capture_output=True,
+                             text=True)
+    assert missing.returncode == 1 and missing.stdout == "" and missing.stderr.strip() == (
+        f"error: the fairseq-kd tools are not on PATH: run 'make install' in {tmp_path}/bare (it builds .venv/), "
+        f"or install the package into your environment")
 
 
 def test_unknown_stage_is_refused(tmp_path):

@@ -126,6 +126,17 @@ def test_average_refuses_bad_inputs(epochs, tiny_teacher, tmp_path):
     assert (tmp_path / "exists.pt").read_text() == "keep me"
     average.main([two, three, "--output", str(tmp_path / "exists.pt"), "--force"])
     assert (tmp_path / "exists.pt").stat().st_size > 1000
+    # a save directory whose checkpoint_last.pt is corrupt (a killed save): --count and --last name that file
+    save = tmp_path / "save"
+    save.mkdir()
+    (save / "checkpoint2.pt").symlink_to(two)
+    (save / "checkpoint_last.pt").write_bytes(b"half a checkpoint")
+    for args in (["--count"], ["--last", "1", "--output", tmp_path / "b.pt"]):
+        proc = run([tool("fairseq-kd-average"), save, *args], check=False)
+        assert proc.returncode != 0 and re.fullmatch(
+            re.escape(f"{save / 'checkpoint_last.pt'} could not be read as a fairseq checkpoint") + r" \(\w+\)",
+            error_line(proc)), proc.stderr
+    assert not (tmp_path / "b.pt").exists()
 
 
 def test_int8_transformer_quantizes_its_feed_forward_layers_and_decodes(epochs, tiny_data, tiny_task, tmp_path):

@@ -41,10 +41,7 @@ def parser():
 def main(argv=None):
     opts = parser().parse_args(sys.argv[1:] if argv is None else argv)
 
-    for name in ("dict.%s.txt" % l for l in filter(None, [opts.source_lang, opts.target_lang])):
-        if not os.path.isfile(os.path.join(opts.data, name)):
-            raise FairseqKDError(f"--data {opts.data} has no {name}")
-    if not os.path.isdir(opts.data):
+    if not os.path.isdir(opts.data):  # its dictionaries: ctranslate2_engine.check_dictionaries
         raise FairseqKDError(f"--data {opts.data} is not a directory")
     if os.path.exists(opts.output):
         if not os.path.isdir(opts.output):
