@@ -233,6 +233,8 @@ print("averaged" if a > b else "best")' "$WORK/eval/teacher_best.valid.json" "$W
     fi
     cp "$t/checkpoint_$choice.pt" "$TEACHER.tmp" && mv "$TEACHER.tmp" "$TEACHER"  # a copy: fairseq rewrites its own files in place
     log "teacher: checkpoint_$choice.pt, the higher greedy valid BLEU (eval/teacher_best.valid.json, eval/teacher_averaged.valid.json)"
+    cp "$WORK/eval/teacher_$choice.valid.json" "$WORK/eval/teacher.valid.json"  # that checkpoint's, not decoded again
+    return
   fi
   valid_bleu teacher
 }

@@ -92,6 +92,8 @@ def test_smoke_every_stage_ran(smoke_run):
         assert f"teacher: checkpoint_{chosen}.pt, the higher greedy valid BLEU" in log
         teacher = work / "teacher" / "checkpoint_teacher.pt"
         assert filecmp.cmp(teacher, work / "teacher" / f"checkpoint_{chosen}.pt", shallow=False)
+        assert filecmp.cmp(work / "eval" / "teacher.valid.json", work / "eval" / f"teacher_{chosen}.valid.json",
+                           shallow=False)  # that checkpoint's valid BLEU, not decoded a third time
         assert json.loads((work / "topk" / "meta.json").read_text())["teachers"][0]["path"] == str(teacher.resolve())
         assert "decoding with engine ctranslate2" in (work / "logs" / "seqkd_data.log").read_text()
         # PRUNE_STUDENT=student_tf_seqkd, PRUNE_OBJECTIVE=word_kd: the transformer retrained against the teacher's

@@ -1,0 +1,94 @@
+"""The README's headline table from a recipe's results JSON (written by recipes/report.py): one row per model, its
+BLEU, size, and greedy words/s with fairseq and with its fastest engine.
+
+    python recipes/headline.py docs/results/multi30k.json                    print the table
+    python recipes/headline.py docs/results/multi30k.json --readme README.md rewrite README.md's table, the lines
+                                                                             between <!-- headline --> and <!-- /headline -->
+
+BLEU is fairseq's (all of test, batch 64); "fastest" is the engine with the highest greedy words/s among those the
+speed stage measured (fairseq-kd-speed --engine), at batch 64 over all of test and at batch 1 over its first
+sentences, as in the results' tables. tests/test_headline.py checks that the README's table is this script's
+output for the committed results, so the two cannot drift apart.
+"""
+import argparse
+import json
+import re
+import sys
+
+MAX_ROWS = 15
+BEGIN, END = "<!-- headline -->", "<!-- /headline -->"
+
+
+def by_key(report):
+    return {(r["model"], r.get("engine", "fairseq"), r["beam"]): r for r in report["results"]}
+
+
+def models_in_order(report):
+    seen = []
+    for r in report["results"]:
+        if r["model"] not in seen:
+            seen.append(r["model"])
+    return seen
+
+
+def fastest_cell(rows, model, fairseq_row):
+    """'8,765 (ctranslate2)': the model's best greedy words/s over its engines, or '–' when fairseq is its only one."""
+    best = max((r for (m, _, k), r in rows.items() if m == model and k == 1),
+               key=lambda r: r["words_per_s"]["median"])
+    if best is fairseq_row:
+        return "–"
+    return f"{best['words_per_s']['median']:,.0f} ({best['engine']})"
+
+
+def table(results, models=None):
+    """The headline table (markdown lines) of a results JSON's batched and batch-1 rows."""
+    batched, batch1 = by_key(results["batched"]), by_key(results["batch1"])
+    beam = max(k for (_, _, k) in batched)
+    models = models or models_in_order(results["batched"])
+    if len(models) > MAX_ROWS:
+        raise SystemExit(f"error: {len(models)} models, the headline table takes at most {MAX_ROWS}: choose with --models")
+    size1 = results["batch1"]["data"]["sentences"]
+    lines = [f"| model | params (nonzero) | file | BLEU greedy | BLEU beam {beam} | greedy words/s, batch 64: fairseq "
+             f"| fastest engine | batch 1 ({size1} sentences): fairseq | fastest engine |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        if (m, "fairseq", 1) not in batched:
+            raise SystemExit(f"error: no fairseq greedy row of model {m!r} in the results")
+        g, b = batched[m, "fairseq", 1], batched.get((m, "fairseq", beam))
+        g1 = batch1[m, "fairseq", 1]
+        lines.append(f"| {m} | {g['params_total'] / 1e6:.2f}M ({g['params_nonzero'] / 1e6:.2f}M) | "
+                     f"{g['file_size_bytes'] / 1e6:.1f} MB | {g['bleu']:.2f} | {b['bleu']:.2f} | "
+                     f"{g['words_per_s']['median']:,.0f} | {fastest_cell(batched, m, g)} | "
+                     f"{g1['words_per_s']['median']:,.0f} | {fastest_cell(batch1, m, g1)} |")
+    return lines
+
+
+def replace_block(text, lines):
+    """`text` with the lines between the headline markers replaced by `lines`."""
+    pattern = re.compile(re.escape(BEGIN) + r"\n.*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: no {BEGIN} ... {END} block to replace")
+    return pattern.sub(lambda _: "\n".join([BEGIN, *lines, END]), text, count=1)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="a recipe's results JSON (RESULTS_DIR/RESULTS_NAME.json)")
+    p.add_argument("--models", nargs="+", default=None, help="the rows, in this order (default: every model)")
+    p.add_argument("--readme", default=None, help="rewrite this file's headline block instead of printing")
+    a = p.parse_args(argv)
+    with open(a.results) as f:
+        lines = table(json.load(f), a.models)
+    if a.readme is None:
+        print("\n".join(lines))
+        return
+    with open(a.readme) as f:
+        text = replace_block(f.read(), lines)
+    with open(a.readme, "w") as f:
+        f.write(text)
+    print(f"wrote the headline table of {a.results} into {a.readme}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""recipes/headline.py: the README's headline table, from a recipe's results JSON."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "recipes"))
+import headline  # noqa: E402
+
+
+def row(model, engine, beam, words_per_s, bleu, params=(2_000_000, 1_000_000), size=8_000_000):
+    return {"model": model, "engine": engine, "beam": beam, "batch_size": 64, "words_per_s": {"median": words_per_s},
+            "bleu": bleu, "params_total": params[0], "params_nonzero": params[1], "file_size_bytes": size}
+
+
+def results():
+    batched = [row("teacher", "fairseq", 1, 1000.4, 30.0, (9_000_000, 9_000_000), 36_000_000),
+               row("teacher", "fairseq", 5, 400.0, 31.5, (9_000_000, 9_000_000), 36_000_000),
+               row("teacher", "ctranslate2", 1, 4321.0, 30.1), row("teacher", "ctranslate2", 5, 1500.0, 31.4),
+               row("student", "fairseq", 1, 5000.0, 25.25), row("student", "fairseq", 5, 2000.0, 26.0),
+               row("small", "fairseq", 1, 6000.0, 24.0, size=700_000), row("small", "fairseq", 5, 2500.0, 24.5)]
+    batch1 = [dict(r, batch_size=1, words_per_s={"median": r["words_per_s"]["median"] / 10}) for r in batched]
+    batch1[4]["words_per_s"]["median"] = 100.0  # student: its fairseq row the fastest at batch 1 too (no engine row)
+    return {"batched": {"results": batched}, "batch1": {"data": {"sentences": 100}, "results": batch1}}
+
+
+def test_table_values_by_hand():
+    lines = headline.table(results())
+    assert lines[0].startswith("| model | params (nonzero) | file | BLEU greedy | BLEU beam 5 |")
+    assert "batch 1 (100 sentences)" in lines[0] and len(lines) == 2 + 3
+    assert lines[2] == "| teacher | 9.00M (9.00M) | 36.0 MB | 30.00 | 31.50 | 1,000 | 4,321 (ctranslate2) | 100 | 432 (ctranslate2) |"
+    assert lines[3] == "| student | 2.00M (1.00M) | 8.0 MB | 25.25 | 26.00 | 5,000 | – | 100 | – |"
+    assert lines[4] == "| small | 2.00M (1.00M) | 0.7 MB | 24.00 | 24.50 | 6,000 | – | 600 | – |"
+    assert headline.table(results(), ["small", "teacher"])[2].startswith("| small |")
+    with pytest.raises(SystemExit, match="no fairseq greedy row of model 'nobody'"):
+        headline.table(results(), ["nobody"])
+    with pytest.raises(SystemExit, match="at most 15"):
+        headline.table(results(), ["teacher"] * 16)
+
+
+def test_readme_block_is_rewritten_in_place(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps(results()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{headline.BEGIN}\nold table\n{headline.END}\n\nafter\n")
+    subprocess.run([sys.executable, ROOT / "recipes" / "headline.py", tmp_path / "r.json", "--readme", readme], check=True)
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old table" not in text
+    assert "\n".join(headline.table(results())) in text
+    readme.write_text("no block\n")
+    proc = subprocess.run([sys.executable, ROOT / "recipes" / "headline.py", tmp_path / "r.json", "--readme", readme],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "no <!-- headline --> ... <!-- /headline --> block" in proc.stderr
+    assert readme.read_text() == "no block\n"
+
+
+def test_readme_headline_is_the_committed_results():
+    """The README's table is headline.py's output for docs/results/multi30k.json (rerun the script after a run)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split(headline.BEGIN + "\n", 1)[1].split("\n" + headline.END, 1)[0]
+    expected = headline.table(json.loads((ROOT / "docs" / "results" / "multi30k.json").read_text()))
+    assert block.splitlines() == expected, "python recipes/headline.py docs/results/multi30k.json --readme README.md"
