@@ -123,13 +123,11 @@ def dense_state_dict(payload: Dict) -> Dict[str, torch.Tensor]:
     return {n: decode_tensor(e) for n, e in payload["tensors"].items()}
 
 
-def stored_counts(payload: Dict):
-    total = nonzero = 0
-    for e in payload["tensors"].values():
-        t = decode_tensor(e)
-        total += t.numel()
-        nonzero += int(torch.count_nonzero(t))
-    return total, nonzero
+def parameter_counts(model: nn.Module):
+    """Total and nonzero parameters of a dense model, a tied tensor once (as model.parameters() gives it, and as
+    fairseq-kd-speed counts a checkpoint): the file stores a tied embedding under each of its names."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
 
 
 def quantize_for_cpu(model: nn.Module) -> nn.Module:
@@ -149,15 +147,16 @@ def quantize_for_cpu(model: nn.Module) -> nn.Module:
     return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
-def model_from_payload(payload: Dict, cfg, task, path: str):
-    """The model a compressed payload describes, built by `task`, eval mode, int8 modules if it is int8."""
+def model_from_payload(payload: Dict, cfg, task, path: str, quantize: bool = True):
+    """The model a compressed payload describes, built by `task`, eval mode, int8 modules if it is int8 (and
+    `quantize`)."""
     model = task.build_model(cfg.model)
     try:
         model.load_state_dict(dense_state_dict(payload), strict=True)
     except RuntimeError as e:
         raise FairseqKDError(f"{path} does not fit this task's model or dictionaries ({state_dict_detail(e)})") from e
     model.eval()
-    return quantize_for_cpu(model) if payload["int8"] else model
+    return quantize_for_cpu(model) if payload["int8"] and quantize else model
 
 
 def payload_cfg(payload: Dict, arg_overrides=None):
@@ -173,8 +172,10 @@ def payload_cfg(payload: Dict, arg_overrides=None):
 def load_model(path: str, task):
     """(model ready for CPU inference, facts) from a compressed checkpoint."""
     payload = load_compressed(path)
-    model = model_from_payload(payload, payload_cfg(payload), task, path)
-    total, nonzero = stored_counts(payload)
+    model = model_from_payload(payload, payload_cfg(payload), task, path, quantize=False)
+    total, nonzero = parameter_counts(model)  # before int8 modules hide their weights from parameters()
+    if payload["int8"]:
+        model = quantize_for_cpu(model)
     return model, {"params_total": total, "params_nonzero": nonzero, "int8": payload["int8"], "sparse": payload["sparse"]}
 
 

@@ -143,6 +143,11 @@ def test_int8_transformer_quantizes_its_feed_forward_layers_and_decodes(epochs, 
     small = tmp_path / "int8.pt"
     run([tool("fairseq-kd-compress"), epochs / "checkpoint3.pt", "--int8", "--output", small])
     model, facts = compression.load_model(str(small), tiny_task)
+    # its parameters counted as the checkpoint's are: the tied embedding and output projection once
+    from fairseq import checkpoint_utils
+    dense = checkpoint_utils.load_model_ensemble([str(epochs / "checkpoint3.pt")], task=tiny_task)[0][0]
+    assert dense.decoder.embed_tokens.weight is dense.decoder.output_projection.weight
+    assert facts["params_total"] == sum(p.numel() for p in dense.parameters())
     quantized = {n for n, m in model.named_modules() if "quantized" in type(m).__module__}
     assert facts["int8"] and "encoder.layers.0.fc1" in quantized and "decoder.layers.0.fc2" in quantized
     # fairseq's attention hands its projections' tensors to torch's fused kernel: they stay fp32 modules
