@@ -5,7 +5,8 @@ BLEU, size, and greedy words/s with fairseq and with its fastest engine.
     python recipes/headline.py docs/results/multi30k.json --readme README.md rewrite README.md's table, the lines
                                                                              between <!-- headline --> and <!-- /headline -->
 
-BLEU is fairseq's (all of test, batch 64); "fastest" is the engine with the highest greedy words/s among those the
+BLEU is fairseq's (all of test, batch 64), or the engine's for a model only one engine decodes (a CTranslate2
+export: fairseq's words/s are then '–'); "fastest" is the engine with the highest greedy words/s among those the
 speed stage measured (fairseq-kd-speed --engine), at batch 64 over all of test and at batch 1 over its first
 sentences, as in the results' tables. tests/test_headline.py checks that the README's table is this script's
 output for the committed results, so the two cannot drift apart.
@@ -32,12 +33,16 @@ def models_in_order(report):
 
 
 def fastest_cell(rows, model, fairseq_row):
-    """'8,765 (ctranslate2)': the model's best greedy words/s over its engines, or '–' when fairseq is its only one."""
+    """'8,765 (ctranslate2)': the model's best greedy words/s over its engines, or '–' when that is fairseq's."""
     best = max((r for (m, _, k), r in rows.items() if m == model and k == 1),
-               key=lambda r: r["words_per_s"]["median"])
-    if best is fairseq_row:
+               key=lambda r: r["words_per_s"]["median"], default=None)
+    if best is None or best is fairseq_row:
         return "–"
     return f"{best['words_per_s']['median']:,.0f} ({best['engine']})"
+
+
+def wps_cell(row):
+    return "–" if row is None else f"{row['words_per_s']['median']:,.0f}"
 
 
 def table(results, models=None):
@@ -52,14 +57,17 @@ def table(results, models=None):
              f"| fastest engine | batch 1 ({size1} sentences): fairseq | fastest engine |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m in models:
-        if (m, "fairseq", 1) not in batched:
-            raise SystemExit(f"error: no fairseq greedy row of model {m!r} in the results")
-        g, b = batched[m, "fairseq", 1], batched.get((m, "fairseq", beam))
-        g1 = batch1[m, "fairseq", 1]
+        # BLEU and size from fairseq's rows, or from the only engine that decodes the model (a CTranslate2 export)
+        engines = [e for (mm, e, k) in batched if mm == m and k == 1]
+        if not engines:
+            raise SystemExit(f"error: no greedy row of model {m!r} in the results")
+        engine = "fairseq" if "fairseq" in engines else engines[0]
+        g, b = batched[m, engine, 1], batched.get((m, engine, beam))
+        f, f1 = batched.get((m, "fairseq", 1)), batch1.get((m, "fairseq", 1))
         lines.append(f"| {m} | {g['params_total'] / 1e6:.2f}M ({g['params_nonzero'] / 1e6:.2f}M) | "
                      f"{g['file_size_bytes'] / 1e6:.1f} MB | {g['bleu']:.2f} | {b['bleu']:.2f} | "
-                     f"{g['words_per_s']['median']:,.0f} | {fastest_cell(batched, m, g)} | "
-                     f"{g1['words_per_s']['median']:,.0f} | {fastest_cell(batch1, m, g1)} |")
+                     f"{wps_cell(f)} | {fastest_cell(batched, m, f)} | "
+                     f"{wps_cell(f1)} | {fastest_cell(batch1, m, f1)} |")
     return lines
 
 

@@ -6,7 +6,7 @@
 #   teacher          teacher ($TEACHER_ARCH), label-smoothed NLL; with TEACHER_AVERAGE=N the average of its last N
 #                    epochs (fairseq-kd-average) when it beats checkpoint_best.pt on greedy valid BLEU
 #   topk             teacher top-k cache over train (fairseq-kd-dump-topk) for the offline word_kd students
-#   seqkd_data       teacher beam $BEAM over train (fairseq-kd-distill, engine $DISTILL_ENGINE): the distilled
+#   seqkd_data       teacher beam $DISTILL_BEAM over train (fairseq-kd-distill, engine $DISTILL_ENGINE): the distilled
 #                    corpus, $NBEST-best, Seq-Inter selection
 #   topk_seqkd       teacher top-k cache over the distilled corpus
 #   student_T_O      one stage per entry of $STUDENTS: track T's architecture (see STUDENT_ARCHS) trained with
@@ -18,9 +18,12 @@
 #                      seqkd_word_kd   word_kd on the distilled corpus (Seq-KD + Word-KD)
 #                      block_kd        block_kd (online teacher)
 #   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
-#                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets)
+#                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets);
+#                    PRUNE_RATIOS= (set and empty) leaves this stage out
 #   compress         every model without optimizer state (models/, the dense fp32 files), and the
-#                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
+#                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8; with no pruning, the best
+#                    student in int8 for its fastest engine instead (a CTranslate2 int8 export of a transformer,
+#                    a fairseq-kd-compress --int8 file of a kd_lstm)
 #   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps)
 #                    and batch 1, with fairseq and with each model's fastest engine ($SPEED_ENGINES)
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
@@ -55,8 +58,9 @@
 : "${BLOCK_KD_ARGS:=--block-mode word --block-score teacher-gold --block-weighting confidence --block-threshold 0.1}"
 : "${BEAM:=5}" "${NBEST:=5}" "${GEN_MAX_TOKENS:=6000}" "${GEN_ARGS:=}"  # GEN_ARGS: fairseq generation options for every decoding
 : "${DISTILL_ENGINE:=auto}"  # the Seq-KD data's decoder (fairseq-kd-distill --engine): auto is the teacher's fastest
+: "${DISTILL_BEAM:=$BEAM}"    # the Seq-KD data's beam (its n-best: NBEST, at most this beam)
 : "${SEQ_INTER_ALPHA:=0.5}" "${SEQ_INTER_EPOCHS:=2}" "${SEQ_INTER_LR:=0.0005}"
-: "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS:=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}"
+: "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}"
 # retraining restarts at the student's own learning rate (its family's, when PRUNE_LR is empty: "learning-rate
 # rewinding", Renda et al. 2020): on multi30k it recovered 90 % pruning to within 0.6 BLEU of the control, against
 # 1.7 at a quarter of the rate
@@ -268,8 +272,10 @@ topk() { remove_if_stale "$WORK/topk"; dump_topk "$BIN" "$WORK/topk"; }
 # shellcheck disable=SC2086
 seqkd_data() {
   remove_if_stale "$SEQKD"
-  fairseq-kd-distill "$BIN" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --beam "$BEAM" \
-    --nbest "$NBEST" --select-closest "${POST_PROCESS[@]}" --max-tokens "$GEN_MAX_TOKENS" \
+  local nbest=$NBEST
+  [ "$nbest" -le "$DISTILL_BEAM" ] || nbest=$DISTILL_BEAM
+  fairseq-kd-distill "$BIN" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train --beam "$DISTILL_BEAM" \
+    --nbest "$nbest" --select-closest "${POST_PROCESS[@]}" --max-tokens "$GEN_MAX_TOKENS" \
     --threads "$THREADS" --engine "$DISTILL_ENGINE" --destdir "$SEQKD" $GEN_ARGS
 }
 topk_seqkd() { remove_if_stale "$WORK/topk_seqkd"; dump_topk "$SEQKD/bin" "$WORK/topk_seqkd"; }
@@ -308,8 +314,8 @@ student_data() {
   case $1 in student_*_seqkd_seqinter) echo "$BIN" ;; student_*_seqkd*) echo "$SEQKD/bin" ;; *) echo "$BIN" ;; esac
 }
 
-best_student() {
-  if [ "$PRUNE_STUDENT" != auto ]; then echo "$PRUNE_STUDENT"; return; fi
+best_student() {  # the student pruned and compressed: PRUNE_STUDENT, else the best greedy valid BLEU
+  if [ "$PRUNE_STUDENT" != auto ]; then echo "student_${PRUNE_STUDENT#student_}"; return; fi
   python3 - "$WORK/eval" $STUDENTS <<'EOF'
 import json, os, sys
 scores = {}
@@ -376,23 +382,53 @@ trained_models() {  # every model the pipeline trained, in table order
 }
 
 # models/NAME.pt: each model without its optimizer state (the dense fp32 file one deploys and compares),
-# and the PRUNE_COMPRESS_RATIO model as sparse and as sparse+int8
+# and the compressed models (compressed_models): the PRUNE_COMPRESS_RATIO model as sparse and as sparse+int8, or
+# with no pruning the best student in int8 for its fastest engine (models/<student>_int8: a CTranslate2 export of
+# a transformer, a fairseq-kd-compress file of a kd_lstm)
+compressed_models() {  # NAME PATH, a line each
+  local c=$PRUNE_COMPRESS_RATIO best
+  if [ -n "$PRUNE_RATIOS" ]; then
+    echo "pruned_${c}_sparse $WORK/models/pruned_${c}_sparse.pt"
+    echo "pruned_${c}_sparse_int8 $WORK/models/pruned_${c}_sparse_int8.pt"
+  else
+    best=$(cat "$WORK/best_student.txt")
+    case $(family "$(student_arch "$best")") in
+      LSTM) echo "${best}_int8 $WORK/models/${best}_int8.pt" ;;
+      *) echo "${best}_int8 $WORK/models/${best}_int8" ;;
+    esac
+  fi
+}
 compress() {
-  local m c=$PRUNE_COMPRESS_RATIO
-  require_file "$WORK/pruned_$c/checkpoint_best.pt" "(PRUNE_COMPRESS_RATIO must be one of PRUNE_RATIOS)"
+  local m c=$PRUNE_COMPRESS_RATIO best
   local ckpts=()
   for m in $(trained_models); do ckpts+=("$(model_path "$m")"); done
   fairseq-kd-compress "${ckpts[@]}" --strip --output "$WORK/models"
-  fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --output "$WORK/models/pruned_${c}_sparse.pt"
-  fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --int8 --output "$WORK/models/pruned_${c}_sparse_int8.pt"
+  if [ -n "$PRUNE_RATIOS" ]; then
+    require_file "$WORK/pruned_$c/checkpoint_best.pt" "(PRUNE_COMPRESS_RATIO must be one of PRUNE_RATIOS)"
+    fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --output "$WORK/models/pruned_${c}_sparse.pt"
+    fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --int8 --output "$WORK/models/pruned_${c}_sparse_int8.pt"
+    return
+  fi
+  best=$(best_student)
+  echo "$best" > "$WORK/best_student.txt"
+  log "no pruning (PRUNE_RATIOS is empty): $best (best greedy valid BLEU among the students) in int8"
+  case $(family "$(student_arch "$best")") in
+    LSTM) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$WORK/models/${best}_int8.pt" ;;
+    *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
+         --output "$WORK/models/${best}_int8" --force ;;
+  esac
 }
 
 speed() {
-  local models=() m c=$PRUNE_COMPRESS_RATIO
-  for m in $(trained_models) "pruned_${c}_sparse" "pruned_${c}_sparse_int8"; do
+  local models=() m path
+  for m in $(trained_models); do
     require_file "$WORK/models/$m.pt" "(written by the compress stage)"
     models+=(--path "$WORK/models/$m.pt" --name "$m")
   done
+  while read -r m path; do
+    [ -e "$path" ] || die "missing input: $path (written by the compress stage)"
+    models+=(--path "$path" --name "$m")
+  done < <(compressed_models)
   local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
                 --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}" --hyp-dir "$WORK/hyps")
   # shellcheck disable=SC2206
@@ -406,13 +442,19 @@ speed() {
 }
 
 report() {
+  local compressed
+  if [ -n "$PRUNE_RATIOS" ]; then
+    # shellcheck disable=SC2206
+    compressed=(--pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS --compress-ratio "$PRUNE_COMPRESS_RATIO")
+  else
+    compressed=(--best-student "$(cat "$WORK/best_student.txt")")
+  fi
   mkdir -p "$RESULTS_DIR"
   fairseq-kd-table "$WORK/speed_batched.json" --reference teacher --output-md "$WORK/table_batched.md" \
     --output-png "$RESULTS_DIR/$RESULTS_NAME.png"
   fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
   python3 "$ROOT/recipes/report.py" --work "$WORK" --title "$RECIPE_TITLE" --command "$RECIPE_COMMAND" \
-    --pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS \
-    --compress-ratio "$PRUNE_COMPRESS_RATIO" --tracks $(for p in $STUDENT_ARCHS; do echo "${p%%=*}"; done) \
+    "${compressed[@]}" --tracks $(for p in $STUDENT_ARCHS; do echo "${p%%=*}"; done) \
     ${TEACHER_GOAL:+--teacher-goal "$TEACHER_GOAL"} --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json" \
     ${RESULTS_NOTES:+--notes "$RESULTS_NOTES"}
 }
@@ -437,7 +479,8 @@ pipeline_stages() {
     echo topk
     case " $STUDENTS " in *_seqkd" "*|*_seqkd_word_kd" "*) echo topk_seqkd ;; esac
   fi
-  echo prune compress speed report
+  [ -z "$PRUNE_RATIOS" ] || echo prune
+  echo compress speed report
 }
 
 run_pipeline() {

@@ -3,6 +3,7 @@ times, with the project's targets marked met / not met by the measured numbers.
 
     python recipes/report.py --work WORK --title T --command C --pruned-student NAME --prune-ratios 0.5 0.8 0.9 \\
         --compress-ratio 0.8 --tracks lstm tf [--teacher-goal 33] --output-md results.md --output-json results.json
+    python recipes/report.py ... --best-student NAME ...      a run without pruning (its best student in int8)
 
 Targets (issue #25; on this run's test set, greedy = beam 1, "beam" = the run's largest beam):
   1. the teacher's beam BLEU >= --teacher-goal (when given)
@@ -12,7 +13,8 @@ Targets (issue #25; on this run's test set, greedy = beam 1, "beam" = the run's 
      words/s in fairseq
   4. pruning and compression: 80% pruned within 0.3 BLEU of unpruned and 90% within 1.0 (greedy and beam;
      unpruned = the student retrained unpruned, pruned_0.0, when the run has it); the 80% model as sparse+int8:
-     file <= 0.15x the dense fp32 file, <= 0.3 BLEU lost
+     file <= 0.15x the dense fp32 file, <= 0.3 BLEU lost; without pruning (--best-student), the best student's
+     int8 model (<name>_int8) <= 0.3 BLEU lost
 A target is met when the point estimate meets it. When the speed stage kept its hypotheses (fairseq-kd-speed
 --hyp-dir), every BLEU difference also gets the 95 % confidence interval and p-value of sacreBLEU's paired bootstrap
 test (fairseq_kd/significance.py): on 1,000 sentences a few tenths of BLEU can be chance.
@@ -50,9 +52,13 @@ def stage_times(path):
     return times
 
 
-def target(name, ok, measured, goal, test=None):
+def target(name, ok, measured, goal, test=None, key=None):
+    """One target's entry; `key` names it for readers of the JSON (the demo's summary): seqkd_vs_nll:<track>,
+    best_vs_teacher, speed_batched, speed_batch1."""
     out = {"target": name, "status": "not measured" if ok is None else "met" if ok else "not met",
            "measured": measured, "goal": goal}
+    if key is not None:
+        out["key"] = key
     if test is not None:
         out["paired_bs"] = test
     return out
@@ -87,7 +93,7 @@ def paired_test(data, base, system):
 PARAMS_RATIO = 2.5  # a student has at least this many times fewer parameters than the teacher
 
 
-def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_goal=None):
+def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_goal=None, best_student=None):
     b, b1 = rows_by(batched), rows_by(batch1)
     beam = max(r["beam"] for r in batched["results"])
     bs = max(r["batch_size"] for r in batched["results"])
@@ -115,7 +121,8 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
         paired = None if None in (nll, seqkd) else test(nll_name, seqkd_name, 1)
         out.append(target(f"{track}: Seq-KD student greedy >= NLL student greedy + 3 BLEU",
                           None if None in (nll, seqkd) else seqkd >= nll + 3,
-                          None if None in (nll, seqkd) else versus(seqkd, nll, paired), "+3", paired))
+                          None if None in (nll, seqkd) else versus(seqkd, nll, paired), "+3", paired,
+                          key=f"seqkd_vs_nll:{track}"))
     teacher_row = b.get(("teacher", beam, bs))
     small = [m for (m, k, _), r in b.items() if m.startswith("student_") and k == 1 and teacher_row
              and r["params_total"] * PARAMS_RATIO <= teacher_row["params_total"]]
@@ -126,7 +133,9 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
                       f"beam {beam}", None if gap is None else gap >= -1.0,
                       None if gap is None else f"{best} ({b[best, 1, bs]['params_total'] / 1e6:.2f}M params vs "
                                                f"{teacher_row['params_total'] / 1e6:.2f}M) "
-                                               + versus(bleu(best, 1), teacher_beam, paired), ">= -1.0", paired))
+                                               + versus(bleu(best, 1), teacher_beam, paired), ">= -1.0", paired,
+                      key="best_vs_teacher"))
+    out[-1]["model"] = best
     for label, report, rows, size, goal in (("batched", batched, b, bs, 20), ("batch 1", batch1, b1, 1, 10)):
         fast, t = (fastest(report, best, 1, size) if best else None), wps(rows, "teacher", beam, size)
         s = fast["words_per_s"]["median"] if fast else None
@@ -134,9 +143,30 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
         out.append(target(f"best student greedy (its fastest engine) >= {goal}x teacher beam {beam} words/s in "
                           f"fairseq ({label})", None if None in (s, t) else s >= goal * t,
                           None if None in (s, t) else f"{best} {s:.0f} ({engine}) vs {t:.0f} words/s ({s / t:.1f}x)",
-                          f">= {goal}x"))
+                          f">= {goal}x", key="speed_" + label.replace(" ", "")))
 
-    out += pruning_targets(b, bleu, test, pruned_student, compress_ratio, beam, bs)
+    if pruned_student:
+        out += pruning_targets(b, bleu, test, pruned_student, compress_ratio, beam, bs)
+    if best_student:
+        out += int8_targets(batched, best_student, beam, bs)
+    return out
+
+
+def int8_targets(batched, student, beam, bs):
+    """A run without pruning: the best student's int8 model (<student>_int8) loses at most 0.3 BLEU against the
+    student decoded by the same engine (a CTranslate2 export has CTranslate2's rows only)."""
+    rows = {(r["model"], r.get("engine", "fairseq"), r["beam"]): r for r in batched["results"] if r["batch_size"] == bs}
+    small = f"{student}_int8"
+    engines = [e for (m, e, k) in rows if m == small and k == 1]
+    engine = "fairseq" if "fairseq" in engines else engines[0] if engines else None
+    out = []
+    for k in (1, beam):
+        u, q = rows.get((student, engine, k)), rows.get((small, engine, k))
+        ok = u is not None and q is not None and "bleu" in u and "bleu" in q
+        paired = paired_test(batched["data"], u, q) if ok else None
+        out.append(target(f"{student} in int8 loses <= 0.3 BLEU ({'greedy' if k == 1 else f'beam {k}'})",
+                          q["bleu"] >= u["bleu"] - 0.3 if ok else None,
+                          f"{versus(q['bleu'], u['bleu'], paired)} ({engine})" if ok else None, ">= -0.3", paired))
     return out
 
 
@@ -172,14 +202,27 @@ def pruning_targets(b, bleu, test, pruned_student, compress_ratio, beam, bs):
     return out
 
 
+def compressed_text(a):
+    """What the results say of the pruned and compressed models."""
+    if a.pruned_student:
+        return (f"Pruned models: {a.pruned_student} (best greedy valid BLEU among the students) pruned class-blind to "
+                f"{', '.join(a.prune_ratios)} and retrained; sparse / sparse_int8 are the {a.compress_ratio} model "
+                "compressed by fairseq-kd-compress.")
+    if a.best_student:
+        return (f"No pruning; {a.best_student}_int8 is {a.best_student} (best greedy valid BLEU among the students) in "
+                "int8 for its fastest engine (a CTranslate2 export of a transformer, fairseq-kd-compress of a kd_lstm).")
+    return "No pruning."
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", required=True)
     p.add_argument("--title", required=True)
     p.add_argument("--command", required=True)
-    p.add_argument("--pruned-student", required=True)
+    p.add_argument("--pruned-student", default=None, help="the student the pruned models come from")
+    p.add_argument("--best-student", default=None, help="a run without pruning: the student compressed to int8")
     p.add_argument("--prune-ratios", nargs="*", default=[])
-    p.add_argument("--compress-ratio", required=True)
+    p.add_argument("--compress-ratio", default=None)
     p.add_argument("--tracks", nargs="*", default=[], help="the student tracks (STUDENT_ARCHS' names)")
     p.add_argument("--teacher-goal", type=float, default=None, help="the teacher's beam BLEU target")
     p.add_argument("--output-md", required=True)
@@ -191,7 +234,7 @@ def main():
     env = batched["environment"]
     signature = next((r["bleu_signature"] for r in batched["results"] if "bleu_signature" in r), "n/a")
     times = stage_times(os.path.join(a.work, "stage_times.txt"))
-    checks = targets(batched, batch1, a.pruned_student, a.compress_ratio, a.tracks, a.teacher_goal)
+    checks = targets(batched, batch1, a.pruned_student, a.compress_ratio, a.tracks, a.teacher_goal, a.best_student)
     with open(os.path.join(a.work, "table_batched.md")) as f:
         table_batched = f.read()
     with open(os.path.join(a.work, "table_batch1.md")) as f:
@@ -201,10 +244,7 @@ def main():
           f"Machine: {env['cpu']}, {env['threads']} threads, {env['device']}; python {platform.python_version()}, "
           f"torch {env['torch']}, fairseq {env['fairseq']}, fairseq_kd {env['fairseq_kd']}; measured {env['timestamp']}.",
           "", f"sacreBLEU signature: `{signature}`",
-          "", f"BLEU on all {batched['data']['sentences']} test sentences (detokenized, cased). "
-              f"Pruned models: {a.pruned_student} (best greedy valid BLEU among the students) pruned class-blind to "
-              f"{', '.join(a.prune_ratios)} and retrained; sparse / sparse_int8 are the {a.compress_ratio} model "
-              "compressed by fairseq-kd-compress.", "",
+          "", f"BLEU on all {batched['data']['sentences']} test sentences (detokenized, cased). " + compressed_text(a), "",
           "## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
     md += [f"| {c['target']} | {c['goal']} | {c['measured'] or '–'} | **{c['status']}** |" for c in checks]
     md += ["", "## BLEU and speed, batch size 64 (all of test)", "", table_batched,
@@ -220,6 +260,7 @@ def main():
     with open(a.output_json, "w") as f:
         json.dump({"title": a.title, "command": a.command, "environment": env, "bleu_signature": signature,
                    "targets": checks, "stage_seconds": times, "pruned_student": a.pruned_student,
+                   "best_student": a.best_student,
                    "batched": batched, "batch1": batch1}, f, indent=2)
     print(f"wrote {a.output_md} and {a.output_json}")
     for c in checks:

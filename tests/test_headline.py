@@ -35,10 +35,21 @@ def test_table_values_by_hand():
     assert lines[3] == "| student | 2.00M (1.00M) | 8.0 MB | 25.25 | 26.00 | 5,000 | – | 100 | – |"
     assert lines[4] == "| small | 2.00M (1.00M) | 0.7 MB | 24.00 | 24.50 | 6,000 | – | 600 | – |"
     assert headline.table(results(), ["small", "teacher"])[2].startswith("| small |")
-    with pytest.raises(SystemExit, match="no fairseq greedy row of model 'nobody'"):
+    with pytest.raises(SystemExit, match="no greedy row of model 'nobody'"):
         headline.table(results(), ["nobody"])
     with pytest.raises(SystemExit, match="at most 15"):
         headline.table(results(), ["teacher"] * 16)
+
+
+def test_a_model_only_ctranslate2_decodes_takes_its_bleu_from_it():
+    """A CTranslate2 export (the demo's int8 student) has no fairseq rows: its BLEU and size are the engine's, its
+    fairseq words/s '–'."""
+    r = results()
+    r["batched"]["results"] += [row("student_int8", "ctranslate2", 1, 7000.0, 25.0, size=2_000_000),
+                                row("student_int8", "ctranslate2", 5, 2600.0, 25.5, size=2_000_000)]
+    r["batch1"]["results"].append(dict(row("student_int8", "ctranslate2", 1, 800.0, 25.0), batch_size=1))
+    line = headline.table(r)[-1]
+    assert line == "| student_int8 | 2.00M (1.00M) | 2.0 MB | 25.00 | 25.50 | – | 7,000 (ctranslate2) | – | 800 (ctranslate2) |"
 
 
 def test_readme_block_is_rewritten_in_place(tmp_path):

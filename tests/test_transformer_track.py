@@ -25,6 +25,8 @@ def transformer_params(src_vocab, tgt_vocab, dim, ffn, enc, dec, pre_norm):
 
 @pytest.mark.parametrize("arch,dims", [("kd_transformer_e6d1_128", (128, 512, 6, 1, True)),
                                        ("kd_transformer_e3d3_256", (256, 1024, 3, 3, False)),
+                                       ("kd_transformer_e4d4_128", (128, 512, 4, 4, False)),
+                                       ("kd_transformer_e6d1_64", (64, 256, 6, 1, True)),
                                        ("kd_transformer_e2d1_32", (32, 64, 2, 1, True))])
 def test_named_sizes_have_the_parameters_counted_by_hand(tiny_task, arch, dims):
     model = build_model(tiny_task, arch=arch)

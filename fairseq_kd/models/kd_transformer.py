@@ -19,6 +19,8 @@ depth. Sizes (params with a joined 6k vocabulary and shared embeddings, the mult
     kd_transformer_e6d1_256   6+1 layers, 256 dims, ffn 1024, 4 heads (7.3M)
     kd_transformer_e6d2_128   6+2 layers, 128 dims, ffn 512, 4 heads (2.5M)
     kd_transformer_e6d1_128   6+1 layers, 128 dims, ffn 512, 4 heads (2.2M)
+    kd_transformer_e4d4_128   4+4 layers, 128 dims, ffn 512, 4 heads: the demo's teacher, minutes on CPU (2.6M)
+    kd_transformer_e6d1_64    6+1 layers, 64 dims, ffn 256, 4 heads: the demo's student (0.75M)
     kd_transformer_e2d2_64    2+2 layers, 64 dims, ffn 128, 2 heads: a teacher for smoke tests (0.55M)
     kd_transformer_e2d1_32    2+1 layers, 32 dims, ffn 64, 2 heads: a student for smoke tests (0.2M)
 """
@@ -51,6 +53,8 @@ for _name, _enc, _dec, _dim, _ffn, _heads, _dropout, _pre_norm in [
     ("kd_transformer_e6d1_256", 6, 1, 256, 1024, 4, 0.3, True),
     ("kd_transformer_e6d2_128", 6, 2, 128, 512, 4, 0.1, True),
     ("kd_transformer_e6d1_128", 6, 1, 128, 512, 4, 0.1, True),
+    ("kd_transformer_e4d4_128", 4, 4, 128, 512, 4, 0.1, False),
+    ("kd_transformer_e6d1_64", 6, 1, 64, 256, 4, 0.1, True),
     ("kd_transformer_e2d2_64", 2, 2, 64, 128, 2, 0.0, False),
     ("kd_transformer_e2d1_32", 2, 1, 32, 64, 2, 0.0, True),  # pre-norm as the students it stands in for
 ]:

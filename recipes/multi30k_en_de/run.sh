@@ -35,10 +35,10 @@ else
   # pruning (docs/experiments/2026-11-27-lr-rewinding.md): retrained at the student's own learning rate, the cubic
   # schedule over its first epoch (in the student's own updates), masks recomputed every 20 updates, the first
   # validation after the schedule, so its rising loss does not halve the rate
-  : "${PRUNE_RATIOS:=0.0 0.8 0.9}" "${PRUNE_EPOCHS:=3}" "${PRUNE_SCHEDULE_EPOCHS:=1}" "${PRUNE_ARGS:=--prune-frequency 20}"
+  : "${PRUNE_RATIOS=0.0 0.8 0.9}" "${PRUNE_EPOCHS:=3}" "${PRUNE_SCHEDULE_EPOCHS:=1}" "${PRUNE_ARGS:=--prune-frequency 20}"
 fi
-: "${TEACHER_GOAL:=33}"
-RECIPE_TITLE="multi30k En-De: sequence-level knowledge distillation on CPU"
+: "${TEACHER_GOAL=33}"  # TEACHER_GOAL= (empty): no teacher target
+: "${RECIPE_TITLE:=multi30k En-De: sequence-level knowledge distillation on CPU}"
 : "${RECIPE_COMMAND:=$( [ "${SMOKE:-0}" = 1 ] && printf 'SMOKE=1 ' )bash recipes/multi30k_en_de/run.sh}"  # shown in the results
 
 # DATA unset: the project machines' copy, else fetched from the public release into $WORK/data (recipes/lib.sh)

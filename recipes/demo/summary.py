@@ -1,0 +1,94 @@
+"""What `make demo` prints at the end: every model's row (recipes/headline.py's table) and, in a line each, whether
+distillation paid and how far and how fast the best student is from the teacher, read from the results JSON that
+recipes/report.py wrote (its paired bootstrap tests included).
+
+    python recipes/demo/summary.py demo_work/results.json
+
+Distillation "paid" for a track when its Seq-KD student's greedy BLEU is above its NLL student's and the paired
+bootstrap 95 % confidence interval of the difference lies above zero; otherwise the line says it did not, and points
+to the full run's measured numbers.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import headline  # noqa: E402  (recipes/headline.py)
+
+FULL_RUN = "docs/results/multi30k.md"
+
+
+def rows(results):
+    """fairseq's batched rows (or the only engine's, for an export) by (model, beam), and the fastest greedy
+    words/s per model over its engines."""
+    bleu, fastest = {}, {}
+    for r in results["batched"]["results"]:
+        key = (r["model"], r["beam"])
+        if r.get("engine", "fairseq") == "fairseq" or key not in bleu:
+            bleu[key] = r
+        if r["beam"] == 1 and r["words_per_s"]["median"] > fastest.get(r["model"], (0, ""))[0]:
+            fastest[r["model"]] = (r["words_per_s"]["median"], r.get("engine", "fairseq"))
+    return bleu, fastest
+
+
+def ci(test):
+    return f"95 % CI {test['ci95'][0]:+.2f}..{test['ci95'][1]:+.2f}"
+
+
+def verdict(results):
+    """The summary's lines (without the table)."""
+    targets = {t["key"]: t for t in results["targets"] if "key" in t}
+    bleu, fastest = rows(results)
+    beam = max(k for (_, k) in bleu)
+    lines = []
+    for key, t in targets.items():
+        if not key.startswith("seqkd_vs_nll:"):
+            continue
+        track = key.split(":", 1)[1]
+        nll, seqkd = f"student_{track}_nll", f"student_{track}_seqkd"
+        test = t.get("paired_bs")
+        if test is None:
+            lines.append(f"{track}: no paired test of {seqkd} against {nll} (their hypotheses were not kept)")
+            continue
+        params = bleu[seqkd, 1]["params_total"] / 1e6
+        said = (f"{seqkd} {test['system']:.2f} greedy BLEU against {nll} {test['baseline']:.2f}, "
+                f"{test['delta']:+.2f} ({ci(test)}), both {params:.2f}M parameters")
+        if test["delta"] > 0 and test["ci95"][0] > 0:
+            lines.append(f"Distillation paid: {said}.")
+        else:
+            lines.append(f"Distillation did not pay in this budget: {said}; the full multi30k run measures it with "
+                         f"a converged teacher ({FULL_RUN}).")
+    best = targets.get("best_vs_teacher", {})
+    name, test, teacher = best.get("model"), best.get("paired_bs"), bleu.get(("teacher", beam))
+    if name and test and teacher:
+        wps, engine = fastest[name]
+        lines.append(f"The best student, {name} ({bleu[name, 1]['params_total'] / 1e6:.2f}M parameters against "
+                     f"the teacher's {teacher['params_total'] / 1e6:.2f}M): greedy {test['system']:.2f} against "
+                     f"the teacher's beam {beam} {test['baseline']:.2f} ({test['delta']:+.2f}, {ci(test)}); "
+                     f"{wps:,.0f} words/s ({engine}) against the teacher's {teacher['words_per_s']['median']:,.0f} "
+                     f"(fairseq, beam {beam}): {wps / teacher['words_per_s']['median']:.1f}x.")
+    return lines
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="the demo's results JSON (recipes/report.py)")
+    a = p.parse_args(argv)
+    with open(a.results) as f:
+        results = json.load(f)
+    print()
+    print(f"multi30k test2016, {results['batched']['data']['sentences']} sentences, sacreBLEU "
+          f"{results['bleu_signature']}:")
+    print("\n".join(headline.table(results)))
+    print()
+    print("\n".join(verdict(results)))
+    times = results.get("stage_seconds") or {}
+    if times:
+        print(f"Stages: {', '.join(f'{k} {v} s' for k, v in times.items())}; "
+              f"total {sum(times.values()) / 60:.1f} min.")
+
+
+if __name__ == "__main__":
+    main()

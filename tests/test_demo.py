@@ -1,0 +1,102 @@
+"""The demo: recipes/demo/summary.py's lines against hand values, and SMOKE=1 recipes/demo/run.sh end to end (the
+pipeline without pruning: the best student in int8 for CTranslate2, its table and its verdict)."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT, SHARED_DATA, clean_env
+
+sys.path.insert(0, str(ROOT / "recipes" / "demo"))
+import summary  # noqa: E402
+
+
+def row(model, engine, beam, wps, bleu, params=2_220_000):
+    return {"model": model, "engine": engine, "beam": beam, "batch_size": 64, "words_per_s": {"median": wps},
+            "bleu": bleu, "params_total": params, "params_nonzero": params, "file_size_bytes": 4 * params}
+
+
+def paired(system, baseline, low, high):
+    return {"system": system, "baseline": baseline, "delta": round(system - baseline, 2), "ci95": [low, high],
+            "p_value": 0.001}
+
+
+def results(seqkd_ci=(3.0, 5.2)):
+    batched = [row("teacher", "fairseq", 1, 1200.0, 22.0, 7_070_000), row("teacher", "fairseq", 5, 500.0, 23.5, 7_070_000),
+               row("teacher", "ctranslate2", 1, 4000.0, 22.0, 7_070_000),
+               row("student_tf_nll", "fairseq", 1, 2500.0, 15.2), row("student_tf_nll", "fairseq", 5, 900.0, 16.0),
+               row("student_tf_seqkd", "fairseq", 1, 2600.0, 19.3), row("student_tf_seqkd", "fairseq", 5, 950.0, 19.5),
+               row("student_tf_seqkd", "ctranslate2", 1, 9000.0, 19.3),
+               row("student_tf_seqkd_int8", "ctranslate2", 1, 9500.0, 19.1),
+               row("student_tf_seqkd_int8", "ctranslate2", 5, 3000.0, 19.4)]
+    batch1 = [dict(r, batch_size=1) for r in batched]
+    targets = [{"key": "seqkd_vs_nll:tf", "paired_bs": paired(19.3, 15.2, *seqkd_ci)},
+               {"key": "best_vs_teacher", "model": "student_tf_seqkd", "paired_bs": paired(19.3, 23.5, -5.3, -3.1)},
+               {"target": "a target without a key"}]
+    return {"batched": {"data": {"sentences": 1000}, "results": batched},
+            "batch1": {"data": {"sentences": 50}, "results": batch1},
+            "targets": targets, "bleu_signature": "nrefs:1|case:mixed", "stage_seconds": {"prepare": 20, "teacher": 400}}
+
+
+def test_verdict_by_hand():
+    lines = summary.verdict(results())
+    assert lines == [
+        "Distillation paid: student_tf_seqkd 19.30 greedy BLEU against student_tf_nll 15.20, +4.10 "
+        "(95 % CI +3.00..+5.20), both 2.22M parameters.",
+        # 9,500 words/s: the int8 export, not a student of its own; 9,000 / 500 = 18.0x
+        "The best student, student_tf_seqkd (2.22M parameters against the teacher's 7.07M): greedy 19.30 against the "
+        "teacher's beam 5 23.50 (-4.20, 95 % CI -5.30..-3.10); 9,000 words/s (ctranslate2) against the teacher's 500 "
+        "(fairseq, beam 5): 18.0x."]
+
+
+def test_verdict_says_when_distillation_did_not_pay():
+    line = summary.verdict(results(seqkd_ci=(-0.4, 1.9)))[0]
+    assert line.startswith("Distillation did not pay in this budget: student_tf_seqkd 19.30")
+    assert line.endswith(f"the full multi30k run measures it with a converged teacher ({summary.FULL_RUN}).")
+    assert (ROOT / summary.FULL_RUN).exists()
+
+
+def test_summary_prints_the_table_and_the_total(tmp_path, capsys):
+    (tmp_path / "results.json").write_text(json.dumps(results()))
+    summary.main([str(tmp_path / "results.json")])
+    out = capsys.readouterr().out
+    assert "multi30k test2016, 1000 sentences, sacreBLEU nrefs:1|case:mixed:" in out
+    assert "| student_tf_seqkd_int8 | 2.22M (2.22M) | 8.9 MB | 19.10 | 19.40 | – | 9,500 (ctranslate2) |" in out
+    assert out.rstrip().endswith("Stages: prepare 20 s, teacher 400 s; total 7.0 min.")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_demo_smoke_runs_every_stage_and_prints_its_verdict(tmp_path):
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    env = clean_env()
+    env.update({"SMOKE": "1", "WORK": str(tmp_path / "w"), "THREADS": "1"})
+    start = time.time()
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / "demo" / "run.sh")], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    work = tmp_path / "w"
+    stages = [line.split()[0] for line in (work / "stage_times.txt").read_text().splitlines()]
+    assert stages == ["prepare", "teacher", "student_tf_nll", "seqkd_data", "student_tf_seqkd", "compress", "speed",
+                      "report"], stages  # no prune stage
+    best = (work / "best_student.txt").read_text().strip()
+    assert best in ("student_tf_nll", "student_tf_seqkd")
+    export = work / "models" / f"{best}_int8"
+    info = json.loads((export / "fairseq_kd_export.json").read_text())
+    assert info["quantization"] == "int8"
+    res = json.loads((work / "results.json").read_text())
+    rows = {(r["model"], r.get("engine", "fairseq"), r["beam"]) for r in res["batched"]["results"]}
+    assert {(f"{best}_int8", "ctranslate2", 1), (f"{best}_int8", "ctranslate2", 2)} <= rows
+    assert not any(m == f"{best}_int8" and e == "fairseq" for m, e, _ in rows)
+    keys = [t.get("key") for t in res["targets"]]
+    assert "seqkd_vs_nll:tf" in keys and not any("pruned" in t["target"] for t in res["targets"])
+    assert [t["target"] for t in res["targets"]][-2:] == [f"{best} in int8 loses <= 0.3 BLEU (greedy)",
+                                                          f"{best} in int8 loses <= 0.3 BLEU (beam 2)"]
+    out = proc.stdout
+    assert f"| {best}_int8 |" in out and "| teacher |" in out
+    assert ("Distillation paid: student_tf_seqkd" in out) or ("Distillation did not pay in this budget" in out)
+    assert "The best student, " in out and "Stages: prepare " in out
+    print(f"demo smoke run: {time.time() - start:.0f} s")
