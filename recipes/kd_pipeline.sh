@@ -73,6 +73,7 @@
 #                           is written once in the prune stage; remove it if that student is retrained)
 : "${PRUNE_OBJECTIVE:=own}"
 case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own, word_kd or self_kd)" ;; esac
+[[ $DISTILL_BEAM =~ ^[1-9][0-9]*$ ]] || die "DISTILL_BEAM must be a positive integer (the Seq-KD data's beam), got '$DISTILL_BEAM'"
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${PRUNE_SCHEDULE_EPOCHS:=}"   # gradual pruning over this many epochs of the student's data (see prune below)
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
@@ -412,10 +413,12 @@ compress() {
   best=$(best_student)
   echo "$best" > "$WORK/best_student.txt"
   log "no pruning (PRUNE_RATIOS is empty): $best (best greedy valid BLEU among the students) in int8"
-  case $(family "$(student_arch "$best")") in
-    LSTM) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$WORK/models/${best}_int8.pt" ;;
+  local name path
+  read -r name path < <(compressed_models)
+  case $path in  # compressed_models chose the form by the student's family
+    *.pt) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$path" ;;
     *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
-         --output "$WORK/models/${best}_int8" --force ;;
+         --output "$path" --force ;;
   esac
 }
 

@@ -243,6 +243,15 @@ def test_recipes_find_the_tools_in_the_projects_venv(tmp_path):
         f"or install the package into your environment")
 
 
+@pytest.mark.parametrize("beam", ["0", "five"])
+def test_distill_beam_out_of_range_is_refused_before_any_stage(tmp_path, beam):
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, DISTILL_BEAM=beam)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: DISTILL_BEAM must be a positive integer (the Seq-KD data's beam), got '{beam}'")
+    assert not (tmp_path / "w" / "stage_times.txt").exists()
+
+
 def test_unknown_stage_is_refused(tmp_path):
     proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path, SMOKE=1, STAGE="bogus")
     assert proc.returncode != 0
