@@ -47,15 +47,17 @@ def wps_cell(row):
 
 def table(results, models=None):
     """The headline table (markdown lines) of a results JSON's batched and batch-1 rows."""
-    batched, batch1 = by_key(results["batched"]), by_key(results["batch1"])
+    batched = by_key(results["batched"])
+    batch1 = by_key(results["batch1"]) if results.get("batch1") else None  # LATENCY_SENTENCES=0: no batch-1 rows
     beam = max(k for (_, _, k) in batched)
     models = models or models_in_order(results["batched"])
     if len(models) > MAX_ROWS:
         raise SystemExit(f"error: {len(models)} models, the headline table takes at most {MAX_ROWS}: choose with --models")
-    size1 = results["batch1"]["data"]["sentences"]
-    lines = [f"| model | params (nonzero) | file | BLEU greedy | BLEU beam {beam} | greedy words/s, batch 64: fairseq "
-             f"| fastest engine | batch 1 ({size1} sentences): fairseq | fastest engine |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = (f"| model | params (nonzero) | file | BLEU greedy | BLEU beam {beam} | greedy words/s, batch 64: fairseq "
+            "| fastest engine |")
+    if batch1 is not None:
+        head += f" batch 1 ({results['batch1']['data']['sentences']} sentences): fairseq | fastest engine |"
+    lines = [head, "|---" * head.count(" | ") + "|---|"]
     for m in models:
         # BLEU and size from fairseq's rows, or from the only engine that decodes the model (a CTranslate2 export)
         engines = [e for (mm, e, k) in batched if mm == m and k == 1]
@@ -63,11 +65,14 @@ def table(results, models=None):
             raise SystemExit(f"error: no greedy row of model {m!r} in the results")
         engine = "fairseq" if "fairseq" in engines else engines[0]
         g, b = batched[m, engine, 1], batched.get((m, engine, beam))
-        f, f1 = batched.get((m, "fairseq", 1)), batch1.get((m, "fairseq", 1))
-        lines.append(f"| {m} | {g['params_total'] / 1e6:.2f}M ({g['params_nonzero'] / 1e6:.2f}M) | "
-                     f"{g['file_size_bytes'] / 1e6:.1f} MB | {g['bleu']:.2f} | {b['bleu']:.2f} | "
-                     f"{wps_cell(f)} | {fastest_cell(batched, m, f)} | "
-                     f"{wps_cell(f1)} | {fastest_cell(batch1, m, f1)} |")
+        f = batched.get((m, "fairseq", 1))
+        line = (f"| {m} | {g['params_total'] / 1e6:.2f}M ({g['params_nonzero'] / 1e6:.2f}M) | "
+                f"{g['file_size_bytes'] / 1e6:.1f} MB | {g['bleu']:.2f} | {b['bleu']:.2f} | "
+                f"{wps_cell(f)} | {fastest_cell(batched, m, f)} |")
+        if batch1 is not None:
+            f1 = batch1.get((m, "fairseq", 1))
+            line += f" {wps_cell(f1)} | {fastest_cell(batch1, m, f1)} |"
+        lines.append(line)
     return lines
 
 

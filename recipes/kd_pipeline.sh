@@ -25,7 +25,8 @@
 #                    student in int8 for its fastest engine instead (a CTranslate2 int8 export of a transformer,
 #                    a fairseq-kd-compress --int8 file of a kd_lstm)
 #   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps)
-#                    and batch 1, with fairseq and with each model's fastest engine ($SPEED_ENGINES)
+#                    and batch 1 (LATENCY_SENTENCES=0: batched only), with fairseq and with each model's fastest
+#                    engine ($SPEED_ENGINES)
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
 # STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
@@ -76,7 +77,7 @@ case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE
 [[ $DISTILL_BEAM =~ ^[1-9][0-9]*$ ]] || die "DISTILL_BEAM must be a positive integer (the Seq-KD data's beam), got '$DISTILL_BEAM'"
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${PRUNE_SCHEDULE_EPOCHS:=}"   # gradual pruning over this many epochs of the student's data (see prune below)
-: "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows)
+: "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows); 0: none
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
 : "${SPEED_INTERLEAVE:=1}"       # 1: the passes go round-robin over all models (all loaded at once), 0: model by model
 : "${SPEED_ENGINES:=fairseq auto}"  # each model measured with fairseq and with its fastest engine (fairseq_kd.serving)
@@ -440,6 +441,8 @@ speed() {
   # shellcheck disable=SC2206
   common+=(--engine $SPEED_ENGINES)
   fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats "$SPEED_REPEATS" --warmup 1 --output "$WORK/speed_batched.json"
+  rm -f "$WORK/speed_batch1.json"  # a rerun with LATENCY_SENTENCES=0 does not report an older run's rows
+  [ "$LATENCY_SENTENCES" -gt 0 ] || { log "LATENCY_SENTENCES=0: no batch-1 rows"; return 0; }
   fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats "$SPEED_REPEATS" --warmup 5 \
     --output "$WORK/speed_batch1.json"
 }
@@ -455,7 +458,10 @@ report() {
   mkdir -p "$RESULTS_DIR"
   fairseq-kd-table "$WORK/speed_batched.json" --reference teacher --output-md "$WORK/table_batched.md" \
     --output-png "$RESULTS_DIR/$RESULTS_NAME.png"
-  fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
+  rm -f "$WORK/table_batch1.md"
+  if [ -f "$WORK/speed_batch1.json" ]; then
+    fairseq-kd-table "$WORK/speed_batch1.json" --reference teacher --output-md "$WORK/table_batch1.md"
+  fi
   python3 "$ROOT/recipes/report.py" --work "$WORK" --title "$RECIPE_TITLE" --command "$RECIPE_COMMAND" \
     "${compressed[@]}" --tracks $(for p in $STUDENT_ARCHS; do echo "${p%%=*}"; done) \
     ${TEACHER_GOAL:+--teacher-goal "$TEACHER_GOAL"} --output-md "$RESULTS_DIR/$RESULTS_NAME.md" --output-json "$RESULTS_DIR/$RESULTS_NAME.json" \

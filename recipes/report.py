@@ -94,7 +94,7 @@ PARAMS_RATIO = 2.5  # a student has at least this many times fewer parameters th
 
 
 def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_goal=None, best_student=None):
-    b, b1 = rows_by(batched), rows_by(batch1)
+    b, b1 = rows_by(batched), rows_by(batch1) if batch1 else {}
     beam = max(r["beam"] for r in batched["results"])
     bs = max(r["batch_size"] for r in batched["results"])
 
@@ -137,7 +137,8 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
                       key="best_vs_teacher"))
     out[-1]["model"] = best
     for label, report, rows, size, goal in (("batched", batched, b, bs, 20), ("batch 1", batch1, b1, 1, 10)):
-        fast, t = (fastest(report, best, 1, size) if best else None), wps(rows, "teacher", beam, size)
+        fast = fastest(report, best, 1, size) if best and report else None  # no batch-1 report: not measured
+        t = wps(rows, "teacher", beam, size)
         s = fast["words_per_s"]["median"] if fast else None
         engine = fast.get("engine", "fairseq") if fast else None
         out.append(target(f"best student greedy (its fastest engine) >= {goal}x teacher beam {beam} words/s in "
@@ -230,15 +231,18 @@ def main():
     p.add_argument("--notes", default=None, help="markdown file appended as the results' Notes section")
     a = p.parse_args()
     batched = load(os.path.join(a.work, "speed_batched.json"))
-    batch1 = load(os.path.join(a.work, "speed_batch1.json"))
+    path1 = os.path.join(a.work, "speed_batch1.json")  # absent: the speed stage ran with LATENCY_SENTENCES=0
+    batch1 = load(path1) if os.path.exists(path1) else None
     env = batched["environment"]
     signature = next((r["bleu_signature"] for r in batched["results"] if "bleu_signature" in r), "n/a")
     times = stage_times(os.path.join(a.work, "stage_times.txt"))
     checks = targets(batched, batch1, a.pruned_student, a.compress_ratio, a.tracks, a.teacher_goal, a.best_student)
     with open(os.path.join(a.work, "table_batched.md")) as f:
         table_batched = f.read()
-    with open(os.path.join(a.work, "table_batch1.md")) as f:
-        table_batch1 = f.read()
+    table_batch1 = None
+    if batch1 is not None:
+        with open(os.path.join(a.work, "table_batch1.md")) as f:
+            table_batch1 = f.read()
 
     md = [f"# {a.title}", "", "Reproduce:", "", "```", a.command, "```", "",
           f"Machine: {env['cpu']}, {env['threads']} threads, {env['device']}; python {platform.python_version()}, "
@@ -247,9 +251,10 @@ def main():
           "", f"BLEU on all {batched['data']['sentences']} test sentences (detokenized, cased). " + compressed_text(a), "",
           "## Targets", "", "| target | goal | measured | status |", "|---|---|---|---|"]
     md += [f"| {c['target']} | {c['goal']} | {c['measured'] or '–'} | **{c['status']}** |" for c in checks]
-    md += ["", "## BLEU and speed, batch size 64 (all of test)", "", table_batched,
-           f"## Speed at batch size 1 (first {batch1['data']['sentences']} test sentences)", "", table_batch1,
-           f"![BLEU vs speed]({os.path.splitext(os.path.basename(a.output_md))[0]}.png)", "", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    md += ["", "## BLEU and speed, batch size 64 (all of test)", "", table_batched]
+    if batch1 is not None:
+        md += [f"## Speed at batch size 1 (first {batch1['data']['sentences']} test sentences)", "", table_batch1]
+    md += [f"![BLEU vs speed]({os.path.splitext(os.path.basename(a.output_md))[0]}.png)", "", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in times.items()]
     md += [f"| **total** | **{sum(times.values())}** ({sum(times.values()) / 60:.0f} min) |", ""]
     if a.notes:

@@ -73,7 +73,8 @@ def test_demo_smoke_runs_every_stage_and_prints_its_verdict(tmp_path):
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     env = clean_env()
-    env.update({"SMOKE": "1", "WORK": str(tmp_path / "w"), "THREADS": "1"})
+    # LATENCY_SENTENCES=0: batched rows only (the multi30k smoke run covers batch 1)
+    env.update({"SMOKE": "1", "WORK": str(tmp_path / "w"), "THREADS": "1", "LATENCY_SENTENCES": "0"})
     start = time.time()
     proc = subprocess.run(["bash", str(ROOT / "recipes" / "demo" / "run.sh")], env=env, capture_output=True,
                           text=True, timeout=900)
@@ -91,12 +92,15 @@ def test_demo_smoke_runs_every_stage_and_prints_its_verdict(tmp_path):
     rows = {(r["model"], r.get("engine", "fairseq"), r["beam"]) for r in res["batched"]["results"]}
     assert {(f"{best}_int8", "ctranslate2", 1), (f"{best}_int8", "ctranslate2", 2)} <= rows
     assert not any(m == f"{best}_int8" and e == "fairseq" for m, e, _ in rows)
+    assert res["batch1"] is None and not (work / "speed_batch1.json").exists()
+    assert "Speed at batch size 1" not in (work / "results.md").read_text()
+    assert next(t for t in res["targets"] if t.get("key") == "speed_batch1")["status"] == "not measured"
     keys = [t.get("key") for t in res["targets"]]
     assert "seqkd_vs_nll:tf" in keys and not any("pruned" in t["target"] for t in res["targets"])
     assert [t["target"] for t in res["targets"]][-2:] == [f"{best} in int8 loses <= 0.3 BLEU (greedy)",
                                                           f"{best} in int8 loses <= 0.3 BLEU (beam 2)"]
     out = proc.stdout
-    assert f"| {best}_int8 |" in out and "| teacher |" in out
+    assert f"| {best}_int8 |" in out and "| teacher |" in out and "batch 1 (" not in out
     assert ("Distillation paid: student_tf_seqkd" in out) or ("Distillation did not pay in this budget" in out)
     assert "The best student, " in out and "Stages: prepare " in out
     print(f"demo smoke run: {time.time() - start:.0f} s")
