@@ -74,10 +74,11 @@
 #                           is written once in the prune stage; remove it if that student is retrained)
 : "${PRUNE_OBJECTIVE:=own}"
 case $PRUNE_OBJECTIVE in own|word_kd|self_kd) ;; *) die "unknown PRUNE_OBJECTIVE '$PRUNE_OBJECTIVE' (own, word_kd or self_kd)" ;; esac
-[[ $DISTILL_BEAM =~ ^[1-9][0-9]*$ ]] || die "DISTILL_BEAM must be a positive integer (the Seq-KD data's beam), got '$DISTILL_BEAM'"
+require_count DISTILL_BEAM 1 "the Seq-KD data's beam"
 : "${PRUNE_ARGS:=}"              # more translation_prune options, e.g. --prune-schedule gradual --prune-steps 200
 : "${PRUNE_SCHEDULE_EPOCHS:=}"   # gradual pruning over this many epochs of the student's data (see prune below)
 : "${LATENCY_SENTENCES:=300}"    # batch-1 speed rows decode the first N test sentences (all for batched rows); 0: none
+require_count LATENCY_SENTENCES 0 "the test sentences of the batch-1 speed rows, 0 for none"
 : "${SPEED_REPEATS:=3}"          # timed passes per speed row (the median is reported)
 : "${SPEED_INTERLEAVE:=1}"       # 1: the passes go round-robin over all models (all loaded at once), 0: model by model
 : "${SPEED_ENGINES:=fairseq auto}"  # each model measured with fairseq and with its fastest engine (fairseq_kd.serving)

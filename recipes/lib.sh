@@ -62,4 +62,12 @@ multi30k_data() {
   echo "$WORK/data/multi30k"
 }
 
+# require_count NAME MIN WHAT: $NAME holds an integer >= MIN (0 or 1), else one line saying so (checked before any
+# stage, so a typo does not surface after the teacher has trained)
+require_count() {
+  local value=${!1} kind=positive pattern='^[1-9][0-9]*$'
+  if [ "$2" = 0 ]; then kind=non-negative pattern='^(0|[1-9][0-9]*)$'; fi
+  [[ $value =~ $pattern ]] || die "$1 must be a $kind integer ($3), got '$value'"
+}
+
 require_file() { [ -s "$1" ] || die "missing input: $1 ${2:-}"; }

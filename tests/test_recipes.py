@@ -259,6 +259,17 @@ def test_distill_beam_out_of_range_is_refused_before_any_stage(tmp_path, beam):
     assert not (tmp_path / "w" / "stage_times.txt").exists()
 
 
+@pytest.mark.parametrize("count", ["ten", "-1", "2.5"])
+def test_latency_sentences_out_of_range_is_refused_before_any_stage(tmp_path, count):
+    """0 is allowed (no batch-1 rows); anything but a whole number would otherwise be read as 0 by the speed stage."""
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, LATENCY_SENTENCES=count)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: LATENCY_SENTENCES must be a non-negative integer (the test sentences of the batch-1 speed rows, 0 for "
+        f"none), got '{count}'")
+    assert not (tmp_path / "w" / "stage_times.txt").exists()
+
+
 def test_unknown_stage_is_refused(tmp_path):
     proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path, SMOKE=1, STAGE="bogus")
     assert proc.returncode != 0
