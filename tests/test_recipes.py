@@ -14,8 +14,9 @@ RECIPES = {
     # the multi30k smoke run has both tracks (LSTM and transformer students) and the transformer teacher; it prunes
     # the transformer Seq-KD student, retrained with word_kd against the teacher's cache over the distilled corpus.
     # The WMT14 one prunes the LSTM Seq-Inter student (retrained with seq_inter), the IWSLT one the auto choice,
-    # retrained with word_kd against the unpruned student (self_kd). The WMT14 one trains every LSTM objective; the IWSLT
-# one only the two its pruning and tables need (the pipeline is the same: it covers the recipe's data and direction)
+    # retrained with word_kd against the unpruned student (self_kd). The WMT14 one trains every LSTM objective; the
+    # IWSLT one only the two its pruning and tables need (the pipeline is the same: it covers the recipe's data and
+    # direction)
     "multi30k_en_de": ("recipes/multi30k_en_de/run.sh", {"PRUNE_STUDENT": "student_tf_seqkd", "PRUNE_OBJECTIVE": "word_kd"}),
     "wmt14_en_de": ("recipes/wmt14_en_de/run.sh", {"PRUNE_STUDENT": "student_lstm_seqkd_seqinter"}),
     "iwslt": ("recipes/iwslt/run.sh", {"PAIR": "de-en", "PRUNE_OBJECTIVE": "self_kd", "STUDENTS": "lstm_nll lstm_seqkd"}),
