@@ -5,6 +5,7 @@ criterions and tasks below, lets torch >= 2.6 load fairseq checkpoints (see chec
 fairseq's loader read the files of fairseq-kd-compress (see compression) and stops fairseq's prefetch
 threads before the interpreter exits (see exit_threads).
 """
+from . import openmp_first  # noqa: F401  (first, before anything imports torch: see its docstring)
 from .checkpoint_compat import allow_fairseq_checkpoint_globals
 from .errors import FairseqKDError, install_excepthook  # noqa: F401
 from .exit_threads import install_exit_handler

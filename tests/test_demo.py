@@ -48,7 +48,26 @@ def test_verdict_by_hand():
         # 9,500 words/s: the int8 export, not a student of its own; 9,000 / 500 = 18.0x
         "The best student, student_tf_seqkd (2.22M parameters against the teacher's 7.07M): greedy 19.30 against the "
         "teacher's beam 5 23.50 (-4.20, 95 % CI -5.30..-3.10); 9,000 words/s (ctranslate2) against the teacher's 500 "
-        "(fairseq, beam 5): 18.0x."]
+        "(fairseq, beam 5): 18.0x.",
+        "Not within 1.0 BLEU of the teacher's beam 5 (the goal): a demo's minutes cannot buy that; the full multi30k "
+        f"run's best student ({summary.FULL_RUN}): {summary.full_run_closeness()}."]
+    assert summary.full_run_closeness().startswith("student_")  # the committed run's measured target
+    met = results()
+    met["targets"][1]["status"] = "met"
+    assert len(summary.verdict(met)) == 2  # no such line when the target is met
+
+
+def test_full_run_closeness_reads_the_target_by_key_or_name(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"targets": [{"target": "teacher beam 5 >= 33 BLEU", "measured": "36.62"},
+                                            {"target": "best student (>= 2.5x fewer parameters) greedy within 1.0 "
+                                                       "BLEU of teacher beam 5", "measured": "28.91 vs 36.62"}]}))
+    assert summary.full_run_closeness(str(path)) == "28.91 vs 36.62"
+    path.write_text(json.dumps({"targets": [{"key": "best_vs_teacher", "target": "x", "measured": "1 vs 2"}]}))
+    assert summary.full_run_closeness(str(path)) == "1 vs 2"
+    path.write_text("{not json")
+    assert summary.full_run_closeness(str(path)) is None
+    assert summary.full_run_closeness(str(tmp_path / "missing.json")) is None
 
 
 def test_verdict_says_when_distillation_did_not_pay():

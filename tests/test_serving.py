@@ -295,3 +295,50 @@ def test_export_translate_speed_bad_inputs(tiny_data, transformer, exported, tmp
                 "--gen-subset", "valid", "--output", out], check=False)
     assert "this is a TransformerModel" in error_line(proc)
     assert not out.exists()
+
+
+def test_ctranslate2_loads_before_torch(tmp_path, caplog):
+    """fairseq_kd/openmp_first.py: importing fairseq_kd in a fresh process loads ctranslate2's native library before
+    torch's (torch is then imported by fairseq_kd itself); a process that had torch first is recorded, and the engine
+    warns once when it decodes with more than one thread there."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; {pre}import fairseq_kd.openmp_first as o; "
+             "print(o.LOADED_AFTER_TORCH, 'ctranslate2' in sys.modules, 'torch' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe.format(pre="")], capture_output=True, text=True, check=True)
+    assert fresh.stdout.split() == ["False", "True", "True"]
+    late = subprocess.run([sys.executable, "-c", probe.format(pre="import torch; ")], capture_output=True, text=True,
+                          check=True)
+    assert late.stdout.split()[0] == "True"
+
+    from fairseq_kd import openmp_first
+    from fairseq_kd.serving import ctranslate2_engine
+
+    class Translator:
+        def __init__(self, *args, **kwargs):
+            self.kwargs = kwargs
+
+    class FakeCT2:
+        pass
+
+    FakeCT2.Translator = Translator
+    saved = openmp_first.LOADED_AFTER_TORCH, list(ctranslate2_engine._warned), ctranslate2_engine.require_ctranslate2
+    try:
+        ctranslate2_engine._warned.clear()
+        ctranslate2_engine.require_ctranslate2 = lambda: FakeCT2
+        openmp_first.LOADED_AFTER_TORCH = True
+        with caplog.at_level("WARNING"):
+            t = ctranslate2_engine.translator(str(tmp_path), 1)
+            assert t.kwargs["intra_threads"] == 1 and not caplog.records  # one thread: no clash
+            ctranslate2_engine.translator(str(tmp_path), 2)
+            ctranslate2_engine.translator(str(tmp_path), 2)
+        assert len(caplog.records) == 1 and "loaded after torch" in caplog.records[0].getMessage()
+        caplog.clear()
+        openmp_first.LOADED_AFTER_TORCH = False
+        ctranslate2_engine._warned.clear()
+        with caplog.at_level("WARNING"):
+            ctranslate2_engine.translator(str(tmp_path), 2)
+        assert not caplog.records
+    finally:
+        openmp_first.LOADED_AFTER_TORCH, ctranslate2_engine._warned[:], ctranslate2_engine.require_ctranslate2 = saved

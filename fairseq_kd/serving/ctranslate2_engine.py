@@ -6,6 +6,7 @@ to each source and starts decoding from EOS, as fairseq does; so a batch of fair
 symbols (without pad and EOS) and the symbols that come out map back to the same ids.
 """
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -13,10 +14,13 @@ from typing import List
 
 import torch
 
+from .. import openmp_first
 from ..errors import FairseqKDError
 from ..outputs import atomic_write_text, output_dir
 
+logger = logging.getLogger(__name__)
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
+_warned = []
 EXPORT_INFO = "fairseq_kd_export.json"
 
 
@@ -144,6 +148,11 @@ def check_vocabulary(directory: str, dictionary, side: str):
 
 def translator(directory: str, threads: int, compute_type: str = "default"):
     ctranslate2 = require_ctranslate2()
+    if openmp_first.LOADED_AFTER_TORCH and threads > 1 and not _warned:
+        _warned.append(True)
+        logger.warning("ctranslate2 was loaded after torch in this process, so with %d threads it may decode several "
+                       "times slower (fairseq_kd/openmp_first.py): import fairseq_kd before torch, or run the "
+                       "fairseq-kd-* commands", threads)
     return ctranslate2.Translator(directory, device="cpu", compute_type=compute_type, inter_threads=1,
                                   intra_threads=threads)
 
