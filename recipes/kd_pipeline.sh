@@ -59,6 +59,7 @@
 : "${BLOCK_KD_ARGS:=--block-mode word --block-score teacher-gold --block-weighting confidence --block-threshold 0.1}"
 : "${BEAM:=5}" "${NBEST:=5}" "${GEN_MAX_TOKENS:=6000}" "${GEN_ARGS:=}"  # GEN_ARGS: fairseq generation options for every decoding
 : "${DISTILL_ENGINE:=auto}"  # the Seq-KD data's decoder (fairseq-kd-distill --engine): auto is the teacher's fastest
+: "${EVAL_ENGINE:=auto}"     # the engine of each model's greedy valid BLEU (fairseq's greedy output, found faster)
 : "${DISTILL_BEAM:=$BEAM}"    # the Seq-KD data's beam (its n-best: NBEST, at most this beam)
 : "${SEQ_INTER_ALPHA:=0.5}" "${SEQ_INTER_EPOCHS:=2}" "${SEQ_INTER_LR:=0.0005}"
 : "${PRUNE_STUDENT:=auto}" "${PRUNE_RATIOS=0.0 0.5 0.8 0.9}" "${PRUNE_EPOCHS:=2}"
@@ -201,7 +202,7 @@ valid_bleu() {  # valid_bleu NAME [CHECKPOINT]
   mkdir -p "$WORK/eval"
   fairseq-kd-speed "$BIN" --user-dir "$USER_DIR" --path "${2:-$(model_path "$1")}" --name "$1" \
     --gen-subset valid --beam 1 --batch-size 64 --repeats 1 --warmup 0 --threads "$THREADS" --ref "$WORK/raw/valid.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" \
-    --output "$WORK/eval/$1.valid.json" $GEN_ARGS
+    --engine "$EVAL_ENGINE" --output "$WORK/eval/$1.valid.json" $GEN_ARGS
 }
 
 NLL=(--criterion label_smoothed_cross_entropy --label-smoothing "$LABEL_SMOOTHING")

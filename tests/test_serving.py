@@ -326,6 +326,7 @@ def test_ctranslate2_loads_before_torch(tmp_path, caplog):
     saved = openmp_first.LOADED_AFTER_TORCH, list(ctranslate2_engine._warned), ctranslate2_engine.require_ctranslate2
     try:
         ctranslate2_engine._warned.clear()
+        ctranslate2_engine._warned_cores[:] = [True]  # the warning about more threads than cores: the next test
         ctranslate2_engine.require_ctranslate2 = lambda: FakeCT2
         openmp_first.LOADED_AFTER_TORCH = True
         with caplog.at_level("WARNING"):
@@ -342,3 +343,51 @@ def test_ctranslate2_loads_before_torch(tmp_path, caplog):
         assert not caplog.records
     finally:
         openmp_first.LOADED_AFTER_TORCH, ctranslate2_engine._warned[:], ctranslate2_engine.require_ctranslate2 = saved
+        ctranslate2_engine._warned_cores.clear()
+
+
+def test_ctranslate2_more_threads_than_cores_warns_once(tmp_path, caplog, monkeypatch):
+    from fairseq_kd.serving import ctranslate2_engine
+
+    class FakeCT2:
+        Translator = staticmethod(lambda *args, **kwargs: kwargs)
+
+    monkeypatch.setattr(ctranslate2_engine, "require_ctranslate2", lambda: FakeCT2)
+    monkeypatch.setattr(ctranslate2_engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(ctranslate2_engine, "_warned_cores", [])
+    monkeypatch.setattr(ctranslate2_engine.openmp_first, "LOADED_AFTER_TORCH", False)
+    with caplog.at_level("WARNING"):
+        assert ctranslate2_engine.translator(str(tmp_path), 2)["intra_threads"] == 2 and not caplog.records
+        ctranslate2_engine.translator(str(tmp_path), 3)
+        ctranslate2_engine.translator(str(tmp_path), 4)
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith("3 threads for CTranslate2 on 2 cores")
+
+
+def test_interleaved_ctranslate2_rows_hold_their_translator_only_while_timed(exported, transformer, tiny_data):
+    """--interleave keeps every row at once; a CTranslate2 row releases its Translator between its passes (two that
+    have decoded slow each other several times over) and decodes the same hypotheses as a row that keeps it."""
+    from types import SimpleNamespace
+
+    from fairseq_kd.cli.speed import Row
+
+    cfg, task, dataset = setup(tiny_data, transformer)
+    ct2 = engines.load(str(exported / "float32"), cfg, task, "ctranslate2")
+    ids = inference.subset_ids(dataset, None)
+    opts = SimpleNamespace(warmup=1)
+    kept = Row(task, cfg, ct2, dataset, ids, 1, 8, opts, False)
+    shared = Row(task, cfg, ct2, dataset, ids, 1, 8, opts, False, exclusive=True)
+    assert not kept.generator.released and shared.generator.released
+    for _ in range(2):
+        kept.time_pass()
+        shared.time_pass()
+        assert shared.generator.released and not kept.generator.released
+    assert len(shared.passes) == 2 and all(len(s) == len(shared.batches) for s, _ in shared.passes)
+    assert shared.result()[1] == kept.result()[1]
+    kept.release()
+    assert kept.generator.released
+    fairseq = engines.load(str(transformer), cfg, task, "fairseq")
+    row = Row(task, cfg, fairseq, dataset, ids, 1, 8, opts, False, exclusive=True)  # a fairseq row has nothing to release
+    assert not row.exclusive
+    row.time_pass()
+    row.release()

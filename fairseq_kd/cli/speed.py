@@ -118,21 +118,39 @@ def timed_pass(task, cfg, generator, models, dataset, batches, use_cuda):
 
 
 class Row:
-    """One (model, beam, batch size) row: its generator and batches, warmed up; passes are timed one by one."""
+    """One (model, beam, batch size) row: its generator and batches, warmed up; passes are timed one by one.
 
-    def __init__(self, task, cfg, loaded, dataset, ids, beam, batch_size, opts, use_cuda):
+    With `exclusive` (--interleave: every row exists at once), a CTranslate2 row holds its Translator only during its
+    own pass: it is loaded and warmed up again before each pass, untimed, and released after, because two Translators
+    that have decoded slow each other several times over (CT2Generator's docstring)."""
+
+    def __init__(self, task, cfg, loaded, dataset, ids, beam, batch_size, opts, use_cuda, exclusive=False):
         self.task, self.cfg, self.models, self.dataset, self.ids = task, cfg, loaded.models, dataset, ids
         self.beam, self.batch_size, self.use_cuda = beam, batch_size, use_cuda
         self.generator = engines.build_generator(loaded, task, cfg, beam)
         self.batches = inference.length_sorted_batches(dataset, ids, batch_size=batch_size)
         self.passes = []
-        warm = self.batches[: opts.warmup]
-        if warm:
-            timed_pass(task, cfg, self.generator, self.models, dataset, warm, use_cuda)
+        self.warm = self.batches[: opts.warmup]
+        self.exclusive = exclusive and hasattr(self.generator, "release")
+        self.warm_up()
+        if self.exclusive:
+            self.generator.release()
+
+    def warm_up(self):
+        if self.warm:
+            timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.warm, self.use_cuda)
 
     def time_pass(self):
+        if self.exclusive:
+            self.warm_up()  # loads the Translator again
         self.passes.append(timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.batches,
                                       self.use_cuda))
+        if self.exclusive:
+            self.generator.release()
+
+    def release(self):
+        if hasattr(self.generator, "release"):
+            self.generator.release()
 
     def result(self):
         """The row's JSON fields and its first pass's hypotheses (text, in id order)."""
@@ -236,13 +254,15 @@ class Measurement:
             for beam in self.opts.beam:
                 for batch_size in self.opts.batch_size:
                     yield name, one.facts, Row(self.task, self.cfg, one, self.dataset, self.ids, beam, batch_size,
-                                               self.opts, self.use_cuda)
+                                               self.opts, self.use_cuda, exclusive=self.opts.interleave)
 
     def measure(self, rows):
         """--repeats timed passes of each row, round-robin over the rows given together; their JSON rows."""
         for _ in range(self.opts.repeats):
             for _, _, row in rows:
                 row.time_pass()
+        for _, _, row in rows:  # a finished row's Translator must not slow the next row's (Row's docstring)
+            row.release()
         return [self.finish(*row) for row in rows]
 
     def finish(self, name, facts, row_state):

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from typing import List
 
 import torch
@@ -21,6 +22,7 @@ from ..outputs import atomic_write_text, output_dir
 logger = logging.getLogger(__name__)
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
 _warned = []
+_warned_cores = []
 EXPORT_INFO = "fairseq_kd_export.json"
 
 
@@ -148,26 +150,66 @@ def check_vocabulary(directory: str, dictionary, side: str):
 
 def translator(directory: str, threads: int, compute_type: str = "default"):
     ctranslate2 = require_ctranslate2()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores and not _warned_cores:
+        _warned_cores.append(True)
+        logger.warning("%d threads for CTranslate2 on %d cores: more OpenMP threads than cores make it several times "
+                       "slower (CT2Generator's docstring); give --threads %d", threads, cores, cores)
     if openmp_first.LOADED_AFTER_TORCH and threads > 1 and not _warned:
         _warned.append(True)
         logger.warning("ctranslate2 was loaded after torch in this process, so with %d threads it may decode several "
                        "times slower (fairseq_kd/openmp_first.py): import fairseq_kd before torch, or run the "
                        "fairseq-kd-* commands", threads)
-    return ctranslate2.Translator(directory, device="cpu", compute_type=compute_type, inter_threads=1,
-                                  intra_threads=threads)
+    # built in a thread of its own: loading an int8 model runs OpenMP in the calling thread, whose team would then
+    # stay alive beside the Translator's for the life of the process (the demo teacher's float32 Translator decoded
+    # 947 instead of 5,558 target tokens/s after an int8 one had been built in the main thread and deleted; 6,399 when
+    # it had been built in a thread: docs/results/ctranslate2_openmp/load_thread.txt)
+    built, failed = [], []
+
+    def build():
+        try:
+            built.append(ctranslate2.Translator(directory, device="cpu", compute_type=compute_type, inter_threads=1,
+                                                intra_threads=threads))
+        except BaseException as e:  # re-raised in the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=build, name="ctranslate2-load")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return built[0]
 
 
 class CT2Generator:
-    """fairseq's generator interface over a ctranslate2.Translator: hypotheses in the data's target ids."""
+    """fairseq's generator interface over a ctranslate2.Translator: hypotheses in the data's target ids.
+
+    One process should hold one Translator that has decoded at a time: each keeps its worker thread's OpenMP team
+    alive, and once more OpenMP threads exist than cores, libgomp lets waiting threads sleep almost at once, so every
+    one of the decoder's many short parallel regions waits on a wake-up. On this project's 2 cores a second
+    Translator that had decoded made the first 4.2x slower (4+4-layer 128-dim teacher, greedy: 6,503 -> 1,546 target
+    tokens/s, at 0.94 CPU seconds per wall second), as one Translator with intra_threads=3 did (979); deleting the
+    second restored it (6,598; docs/results/ctranslate2_openmp/openmp.json). `release()` deletes the Translator (joining its threads);
+    the next `generate` loads it again.
+    """
 
     def __init__(self, directory: str, src_dict, tgt_dict, opts, threads: int):
         check_vocabulary(directory, src_dict, "source")
         check_vocabulary(directory, tgt_dict, "target")
+        self.directory, self.threads = directory, threads
         self.translator = translator(directory, threads)
         self.src_dict, self.tgt_dict, self.opts = src_dict, tgt_dict, opts
         self.symbols = [s for s in read_vocabulary(directory, "source")]
         self.target_ids = {s: i for i, s in enumerate(read_vocabulary(directory, "target"))}
         self.nbest = 1
+
+    def release(self):
+        """Delete the Translator and with it its threads (see the class docstring); `generate` reloads it."""
+        self.translator = None
+
+    @property
+    def released(self) -> bool:
+        return self.translator is None
 
     def generate(self, models, sample, **kwargs):
         src = sample["net_input"]["src_tokens"]
@@ -180,6 +222,8 @@ class CT2Generator:
 
         opts = self.opts
         max_len = max_length(opts, padded_len, 1 << 30)
+        if self.translator is None:
+            self.translator = translator(self.directory, self.threads)
         results = self.translator.translate_batch(
             batch, beam_size=opts.beam, num_hypotheses=max(self.nbest, 1), max_decoding_length=max_len,
             min_decoding_length=opts.min_len, length_penalty=opts.lenpen if opts.normalize_scores else 0.0,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo (`make demo`; 16 min 39 s on 2 CPU cores, measured in docs/experiments/2026-12-03-demo.md): the
+# The demo (`make demo`; 14 min 35 s on 2 CPU cores, measured in docs/experiments/2026-12-03-demo.md): the
 # multi30k recipe's pipeline (recipes/kd_pipeline.sh) with small budgets. A transformer teacher; two students of
 # one size, one trained on the gold translations (NLL) and one on the teacher's (Seq-KD, generated through
 # CTranslate2); the better student in int8 for CTranslate2; then every model's BLEU (greedy and beam 5), size and
@@ -27,12 +27,12 @@ else
   # the teacher's budget in epochs, not minutes, so a slower machine gets the same teacher later instead of a weaker
   # one (a teacher cut at 4.5 minutes wrote looping Seq-KD data its student fell to 4.1 BLEU on); the students'
   # in minutes (one epoch, 275 updates, left them at 3-4.5 BLEU)
-  export TEACHER_EPOCHS=${TEACHER_EPOCHS:-3} TEACHER_HOURS=${TEACHER_HOURS:-0} TEACHER_AVERAGE=${TEACHER_AVERAGE:-0}
+  export TEACHER_EPOCHS=${TEACHER_EPOCHS:-2} TEACHER_HOURS=${TEACHER_HOURS:-0} TEACHER_AVERAGE=${TEACHER_AVERAGE:-0}
   export STUDENT_HOURS=${STUDENT_HOURS:-0.025}
   export TRANSFORMER_LR=${TRANSFORMER_LR:-0.003}
   export TRANSFORMER_OPTIM_ARGS=${TRANSFORMER_OPTIM_ARGS:---optimizer adam --adam-betas (0.9,0.98) --lr-scheduler inverse_sqrt --warmup-updates 200}
   export TRANSFORMER_BATCH_ARGS=${TRANSFORMER_BATCH_ARGS:---max-tokens 2048}
-  export DISTILL_BEAM=${DISTILL_BEAM:-1} SPEED_REPEATS=${SPEED_REPEATS:-1} LATENCY_SENTENCES=${LATENCY_SENTENCES:-20}
+  export DISTILL_BEAM=${DISTILL_BEAM:-1} SPEED_REPEATS=${SPEED_REPEATS:-1} LATENCY_SENTENCES=${LATENCY_SENTENCES:-0}
   export GEN_ARGS=${GEN_ARGS:---max-len-a 1.2 --max-len-b 10}  # a minutes-old model may loop to 200 tokens
 fi
 
