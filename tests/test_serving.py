@@ -386,6 +386,18 @@ def test_interleaved_ctranslate2_rows_hold_their_translator_only_while_timed(exp
     assert shared.result()[1] == kept.result()[1]
     kept.release()
     assert kept.generator.released
+    # with --warmup 0 too, the Translator is loaded before the timed pass, not inside it
+    import fairseq_kd.cli.speed as speed
+
+    cold = Row(task, cfg, ct2, dataset, ids, 1, 8, SimpleNamespace(warmup=0), False, exclusive=True)
+    loaded_when_timed = []
+    timed = speed.timed_pass
+    try:
+        speed.timed_pass = lambda *a: loaded_when_timed.append(not cold.generator.released) or timed(*a)
+        cold.time_pass()
+    finally:
+        speed.timed_pass = timed
+    assert loaded_when_timed == [True] and cold.generator.released and cold.result()[1] == kept.result()[1]
     fairseq = engines.load(str(transformer), cfg, task, "fairseq")
     row = Row(task, cfg, fairseq, dataset, ids, 1, 8, opts, False, exclusive=True)  # a fairseq row has nothing to release
     assert not row.exclusive

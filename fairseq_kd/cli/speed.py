@@ -134,19 +134,20 @@ class Row:
         self.exclusive = exclusive and hasattr(self.generator, "release")
         self.warm_up()
         if self.exclusive:
-            self.generator.release()
+            self.release()
 
     def warm_up(self):
         if self.warm:
             timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.warm, self.use_cuda)
 
     def time_pass(self):
-        if self.exclusive:
-            self.warm_up()  # loads the Translator again
+        if self.exclusive:  # loaded and warmed up again outside the timing (with --warmup 0 too)
+            self.generator.load()
+            self.warm_up()
         self.passes.append(timed_pass(self.task, self.cfg, self.generator, self.models, self.dataset, self.batches,
                                       self.use_cuda))
         if self.exclusive:
-            self.generator.release()
+            self.release()
 
     def release(self):
         if hasattr(self.generator, "release"):

@@ -189,8 +189,8 @@ class CT2Generator:
     one of the decoder's many short parallel regions waits on a wake-up. On this project's 2 cores a second
     Translator that had decoded made the first 4.2x slower (4+4-layer 128-dim teacher, greedy: 6,503 -> 1,546 target
     tokens/s, at 0.94 CPU seconds per wall second), as one Translator with intra_threads=3 did (979); deleting the
-    second restored it (6,598; docs/results/ctranslate2_openmp/openmp.json). `release()` deletes the Translator (joining its threads);
-    the next `generate` loads it again.
+    second restored it (6,598; docs/results/ctranslate2_openmp/openmp.json). `release()` deletes the Translator
+    (joining its threads); `load()`, or the next `generate`, loads it again.
     """
 
     def __init__(self, directory: str, src_dict, tgt_dict, opts, threads: int):
@@ -207,6 +207,11 @@ class CT2Generator:
         """Delete the Translator and with it its threads (see the class docstring); `generate` reloads it."""
         self.translator = None
 
+    def load(self):
+        """The Translator again after `release()` (nothing to do while it is loaded)."""
+        if self.translator is None:
+            self.translator = translator(self.directory, self.threads)
+
     @property
     def released(self) -> bool:
         return self.translator is None
@@ -222,8 +227,7 @@ class CT2Generator:
 
         opts = self.opts
         max_len = max_length(opts, padded_len, 1 << 30)
-        if self.translator is None:
-            self.translator = translator(self.directory, self.threads)
+        self.load()
         results = self.translator.translate_batch(
             batch, beam_size=opts.beam, num_hypotheses=max(self.nbest, 1), max_decoding_length=max_len,
             min_decoding_length=opts.min_len, length_penalty=opts.lenpen if opts.normalize_scores else 0.0,
