@@ -46,6 +46,8 @@
 # resumes; 0: no limit), and with PATIENCE=N the teacher and students stop after N validations without a better loss
 : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_HOURS:=0}" "${STUDENT_HOURS:=0}" "${PATIENCE:=-1}"
 : "${TEACHER_AVERAGE:=0}"
+# TRACK_HOURS: a track's own student time share, TRACK=HOURS each (e.g. "lstm=0.12 tf=0.2"), over STUDENT_HOURS
+: "${TRACK_HOURS:=}"
 # training settings by model family (kd_lstm*: LSTM_*, everything else: TRANSFORMER_*), for teachers and students
 : "${LSTM_LR:=0.002}" "${LSTM_ARGS:=}"
 : "${LSTM_OPTIM_ARGS:=--optimizer adam --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --clip-norm 5}"
@@ -157,6 +159,10 @@ check_students() {
     case $p in *=?*) ;; *) die "STUDENT_ARCHS entry '$p' is not TRACK=ARCH" ;; esac
     [[ ${p%%=*} =~ ^[A-Za-z0-9]+$ ]] || die "student track '${p%%=*}' in STUDENT_ARCHS: a track name is letters and digits"
   done
+  for p in $TRACK_HOURS; do
+    [[ $p =~ ^[A-Za-z0-9]+=[0-9]*\.?[0-9]+$ ]] || die "TRACK_HOURS entry '$p' is not TRACK=HOURS (e.g. ${STUDENT_ARCHS%%=*}=0.2)"
+    track_arch "${p%%=*}" > /dev/null
+  done
   for s in $STUDENTS; do
     case $s in *_*) ;; *) die "student '$s' in STUDENTS is not TRACK_OBJECTIVE (e.g. ${STUDENT_ARCHS%%=*}_$s)" ;; esac
     track_arch "${s%%_*}" > /dev/null
@@ -166,6 +172,11 @@ check_students() {
   if [ "${PRUNE_STUDENT:-auto}" != auto ]; then
     case " $STUDENTS " in *" ${PRUNE_STUDENT#student_} "*) ;; *) die "PRUNE_STUDENT '$PRUNE_STUDENT' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
   fi
+}
+track_hours() {  # track_hours TRACK: the track's student hours, TRACK_HOURS over STUDENT_HOURS
+  local p hours=$STUDENT_HOURS
+  for p in $TRACK_HOURS; do [ "${p%%=*}" != "$1" ] || hours=${p#*=}; done
+  echo "$hours"
 }
 student_arch() { local s=${1#student_}; track_arch "${s%%_*}"; }  # student_arch student_TRACK_OBJECTIVE
 family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }
@@ -289,7 +300,8 @@ topk_seqkd() { remove_if_stale "$WORK/topk_seqkd"; dump_topk "$SEQKD/bin" "$WORK
 student() {
   local name=student_$1 track=${1%%_*} objective=${1#*_} arch objective_args
   arch=$(track_arch "$track")
-  local budget=("$STUDENT_EPOCHS" "$STUDENT_HOURS" "")
+  local hours; hours=$(track_hours "$track")
+  local budget=("$STUDENT_EPOCHS" "$hours" "")
   case $objective in
     nll) train "$name" "$BIN" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
     seqkd) train "$name" "$SEQKD/bin" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
@@ -300,7 +312,7 @@ student() {
       train "$name" "$data" "$arch" "${budget[@]}" "${objective_args[@]}" "${STOPPING[@]}" ;;
     # Kim & Rush: Seq-Inter as fine-tuning of the Seq-KD student, on the gold data plus the selected hypotheses
     seqkd_seqinter)
-      train "$name" "$BIN" "$arch" "$SEQ_INTER_EPOCHS" "$STUDENT_HOURS" "$SEQ_INTER_LR" \
+      train "$name" "$BIN" "$arch" "$SEQ_INTER_EPOCHS" "$hours" "$SEQ_INTER_LR" \
         --task translation_seq_inter --selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT" \
         --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
         --finetune-from-model "$WORK/student_${track}_seqkd/checkpoint_best.pt" ;;

@@ -20,8 +20,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
   smoke_defaults
 else
   : "${WORK:=$ROOT/work/multi30k_en_de}" "${N_TRAIN:=0}" "${N_EVAL:=0}" "${VOCAB:=6000}"
-  # the budget (2 h 15 min on 2 cores): the teacher 45 min, four students 9 min each, pruning 3 x 3 epochs, the rest
-  # (Seq-KD data through CTranslate2, speed, report) about 25 min
+  # the budget (2 h 15 min on 2 cores): the teacher 45 min, the two LSTM students 7 min each and the two transformer
+  # students 12 min each (the 2026-12-02 run: 9 min each left the transformer students, the better track, still
+  # improving fastest), pruning 3 x 3 epochs, the rest (Seq-KD data through CTranslate2, speed, report) about 25 min
   # the teacher (docs/experiments/2026-12-02-teacher-calibration.md): a 3+3-layer 256-dim transformer, lr 3e-3, the
   # average of its last 5 epochs
   : "${TEACHER_ARCH:=kd_transformer_e3d3_256}" "${TEACHER_EPOCHS:=100}" "${TEACHER_HOURS:=0.75}" "${TEACHER_AVERAGE:=5}"
@@ -30,7 +31,7 @@ else
   # validation stops improving or its time share ends
   : "${STUDENT_ARCHS:=lstm=kd_lstm_1x128 tf=kd_transformer_e6d1_128}"
   : "${STUDENTS:=lstm_nll lstm_seqkd tf_nll tf_seqkd}"
-  : "${STUDENT_EPOCHS:=100}" "${STUDENT_HOURS:=0.15}" "${PATIENCE:=3}"
+  : "${STUDENT_EPOCHS:=100}" "${STUDENT_HOURS:=0.15}" "${TRACK_HOURS=lstm=0.12 tf=0.2}" "${PATIENCE:=3}"
   : "${SEQ_INTER_EPOCHS:=1}" "${LATENCY_SENTENCES:=100}"
   # pruning (docs/experiments/2026-11-27-lr-rewinding.md): retrained at the student's own learning rate, the cubic
   # schedule over its first epoch (in the student's own updates), masks recomputed every 20 updates, the first
