@@ -244,8 +244,9 @@ def main():
         with open(os.path.join(a.work, "table_batch1.md")) as f:
             table_batch1 = f.read()
 
+    cores = f" ({env['visible_cores']} cores visible)" if env.get("visible_cores") else ""  # older speed files: absent
     md = [f"# {a.title}", "", "Reproduce:", "", "```", a.command, "```", "",
-          f"Machine: {env['cpu']}, {env['threads']} threads, {env['device']}; python {platform.python_version()}, "
+          f"Machine: {env['cpu']}{cores}, {env['threads']} threads, {env['device']}; python {platform.python_version()}, "
           f"torch {env['torch']}, fairseq {env['fairseq']}, fairseq_kd {env['fairseq_kd']}; measured {env['timestamp']}.",
           "", f"sacreBLEU signature: `{signature}`",
           "", f"BLEU on all {batched['data']['sentences']} test sentences (detokenized, cased). " + compressed_text(a), "",

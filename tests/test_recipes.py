@@ -207,6 +207,8 @@ def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
     ({"STUDENT_ARCHS": "lstm"}, "STUDENT_ARCHS entry 'lstm' is not TRACK=ARCH"),
     ({"STUDENT_ARCHS": "big_one=kd_lstm_1x32", "STUDENTS": "lstm_nll"},
      "student track 'big_one' in STUDENT_ARCHS: a track name is letters and digits"),
+    ({"TRACK_HOURS": "tf=0.2 lstm"}, "TRACK_HOURS entry 'lstm' is not TRACK=HOURS (e.g. lstm=0.2)"),
+    ({"TRACK_HOURS": "gpu=0.2"}, "unknown student track 'gpu' (STUDENT_ARCHS: lstm=kd_lstm_1x32"),
     ({"PRUNE_STUDENT": "student_tf_word_kd"},
      "PRUNE_STUDENT 'student_tf_word_kd' is not a student of this run (student_ + one of: lstm_nll lstm_seqkd"),
 ])

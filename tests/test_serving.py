@@ -2,6 +2,7 @@
 against fairseq for a transformer, and fairseq-kd-export / -translate / -speed --engine / -distill --engine end to
 end, with their bad inputs."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -289,6 +290,13 @@ def test_export_translate_speed_bad_inputs(tiny_data, transformer, exported, tmp
 
     with pytest.raises(FairseqKDError, match=f"--input {tmp_path} is a directory: give a text file"):
         translate.main(["--model", str(transformer), "--data", str(tiny_data), "--no-spm", "--input", str(tmp_path)])
+
+    broken = tmp_path / "broken"  # an export whose model.bin was cut short (a full disk, an interrupted copy)
+    shutil.copytree(exported / "float32", broken)
+    data = (broken / "model.bin").read_bytes()
+    (broken / "model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FairseqKDError, match=f"{broken} is not a CTranslate2 model it can load .*: export it again"):
+        translate.main(["--model", str(broken), "--no-spm", "--input", str(tiny_data / "dict.src.txt")])
 
     out = tmp_path / "speed.json"
     proc = run([tool("fairseq-kd-speed"), tiny_data, "--user-dir", USER_DIR, "--path", transformer, "--engine", "fast",

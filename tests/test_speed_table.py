@@ -1,5 +1,6 @@
 """fairseq-kd-speed JSON and fairseq-kd-table markdown / PNG."""
 import json
+import os
 import statistics
 
 import pytest
@@ -24,6 +25,7 @@ def speed_json(tiny_data, tiny_teacher, tmp_path_factory):
 def test_speed_json_fields(speed_json, tiny_teacher):
     env, data, rows = speed_json["environment"], speed_json["data"], speed_json["results"]
     assert env["threads"] == 1 and env["torch"] and env["fairseq"] and env["cpu"] and env["timestamp"]
+    assert env["visible_cores"] == len(os.sched_getaffinity(0))
     assert data["subset"] == "test" and data["sentences"] == 12 and data["repeats"] == 2
     assert [(r["beam"], r["batch_size"]) for r in rows] == [(1, 1), (1, 8), (2, 1), (2, 8)]
     for r in rows:

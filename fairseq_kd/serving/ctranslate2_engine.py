@@ -177,6 +177,9 @@ def translator(directory: str, threads: int, compute_type: str = "default"):
     worker.start()
     worker.join()
     if failed:
+        if isinstance(failed[0], RuntimeError):  # a truncated or corrupt model.bin, a file of another version
+            raise FairseqKDError(f"{directory} is not a CTranslate2 model it can load ({failed[0]}): export it again "
+                                 "with fairseq-kd-export --force") from failed[0]
         raise failed[0]
     return built[0]
 
