@@ -76,11 +76,6 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def visible_cores():
-    """The cores this process may run on (its affinity mask, as a container or taskset limits it), not the host's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
 def percentile(values, q):
     values = sorted(values)
     k = (len(values) - 1) * q
@@ -315,7 +310,7 @@ def main(argv=None):
         "environment": {
             "fairseq_kd": __version__, "torch": torch.__version__, "fairseq": _fairseq_version(),
             "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": cpu_model(),
-            "visible_cores": visible_cores(),
+            "visible_cores": ctranslate2_engine.visible_cores(),
             "device": "cuda" if use_cuda else "cpu", "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
         },
         "data": {"data": os.path.abspath(cfg.task.data), "subset": subset, "sentences": len(ids),

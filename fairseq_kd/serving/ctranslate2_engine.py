@@ -148,9 +148,14 @@ def check_vocabulary(directory: str, dictionary, side: str):
                              f"({len(vocab)} against {len(expected)} symbols): export it with this --data")
 
 
+def visible_cores():
+    """The cores this process may run on (its affinity mask, as a container or taskset limits it), not the host's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def translator(directory: str, threads: int, compute_type: str = "default"):
     ctranslate2 = require_ctranslate2()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = visible_cores()
     if cores and threads > cores and not _warned_cores:
         _warned_cores.append(True)
         logger.warning("%d threads for CTranslate2 on %d cores: more OpenMP threads than cores make it several times "
