@@ -29,7 +29,8 @@
 #                    engine ($SPEED_ENGINES)
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
-# STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it.
+# STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it; DRY_RUN=1
+# checks the settings and lists the stages and the students' budgets, running nothing.
 # Stamps only: a model already trained resumes from $WORK/<model>/checkpoint_last.pt (the log says so), so to
 # retrain one with other settings remove its directory (e.g. rm -r $WORK/pruned_* before STAGE=prune).
 # Every size, epoch count, time budget, learning rate and thread count is an environment variable (see the defaults
@@ -517,6 +518,12 @@ run_pipeline() {
     case $seen in *" $STAGE "*) ;; *) die "unknown STAGE '$STAGE' (stages: ${stages[*]})" ;; esac
   fi
   [ -z "${STOP_AFTER:-}" ] || case $seen in *" $STOP_AFTER "*) ;; *) die "unknown STOP_AFTER '$STOP_AFTER' (stages: ${stages[*]})" ;; esac
+  if [ "${DRY_RUN:-0}" = 1 ]; then  # the checks above passed: say what would run, touch nothing
+    log "DRY_RUN=1: the checks passed; stages: ${stages[*]}"
+    log "  teacher: $TEACHER_ARCH, at most $TEACHER_EPOCHS epochs and $TEACHER_HOURS h (0: no limit)"
+    for s in $STUDENTS; do log "  student_$s: $(track_arch "${s%%_*}"), at most $STUDENT_EPOCHS epochs and $(track_hours "${s%%_*}") h (0: no limit)"; done
+    return 0
+  fi
   mkdir -p "$WORK"
   for s in "${stages[@]}"; do
     if [ -n "${STAGE:-}" ] && [ "$s" = "$STAGE" ]; then started=1; fi

@@ -28,7 +28,7 @@ else
   # one (a teacher cut at 4.5 minutes wrote looping Seq-KD data its student fell to 4.1 BLEU on); the students'
   # in minutes (one epoch, 275 updates, left them at 3-4.5 BLEU)
   export TEACHER_EPOCHS=${TEACHER_EPOCHS:-2} TEACHER_HOURS=${TEACHER_HOURS:-0} TEACHER_AVERAGE=${TEACHER_AVERAGE:-0}
-  export STUDENT_HOURS=${STUDENT_HOURS:-0.025}
+  export STUDENT_HOURS=${STUDENT_HOURS:-0.025} TRACK_HOURS=${TRACK_HOURS-}  # not the full recipe's track shares
   export TRANSFORMER_LR=${TRANSFORMER_LR:-0.003}
   export TRANSFORMER_OPTIM_ARGS=${TRANSFORMER_OPTIM_ARGS:---optimizer adam --adam-betas (0.9,0.98) --lr-scheduler inverse_sqrt --warmup-updates 200}
   export TRANSFORMER_BATCH_ARGS=${TRANSFORMER_BATCH_ARGS:---max-tokens 2048}
@@ -37,4 +37,5 @@ else
 fi
 
 bash "$ROOT/recipes/multi30k_en_de/run.sh"
+[ "${DRY_RUN:-0}" = 1 ] && exit 0
 python3 "$HERE/summary.py" "${RESULTS_DIR:-$WORK}/${RESULTS_NAME:-results}.json"

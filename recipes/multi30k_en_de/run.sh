@@ -31,7 +31,14 @@ else
   # validation stops improving or its time share ends
   : "${STUDENT_ARCHS:=lstm=kd_lstm_1x128 tf=kd_transformer_e6d1_128}"
   : "${STUDENTS:=lstm_nll lstm_seqkd tf_nll tf_seqkd}"
-  : "${STUDENT_EPOCHS:=100}" "${STUDENT_HOURS:=0.15}" "${TRACK_HOURS=lstm=0.12 tf=0.2}" "${PATIENCE:=3}"
+  : "${STUDENT_EPOCHS:=100}" "${STUDENT_HOURS:=0.15}" "${PATIENCE:=3}"
+  # the tracks' own shares, for the default tracks this run has (STUDENT_ARCHS=tf=... alone has no lstm share)
+  if [ -z "${TRACK_HOURS+set}" ]; then
+    TRACK_HOURS=
+    for share in lstm=0.12 tf=0.2; do
+      case " $STUDENT_ARCHS " in *" ${share%%=*}="*) TRACK_HOURS="$TRACK_HOURS $share" ;; esac
+    done
+  fi
   : "${SEQ_INTER_EPOCHS:=1}" "${LATENCY_SENTENCES:=100}"
   # pruning (docs/experiments/2026-11-27-lr-rewinding.md): retrained at the student's own learning rate, the cubic
   # schedule over its first epoch (in the student's own updates), masks recomputed every 20 updates, the first
