@@ -315,3 +315,33 @@ def test_iwslt_th_en_needs_raw_dir(tmp_path):
     proc = recipe("recipes/iwslt/run.sh", tmp_path / "w", PAIR="th-en", RAW_DIR=tmp_path)
     assert proc.returncode != 0
     assert "missing IWSLT15 Th-En files" in proc.stderr and f"{tmp_path}/tst2013.th" in proc.stderr
+
+
+# DRY_RUN=1 runs the checks of a recipe's real (not SMOKE) settings and lists its plan: the smoke runs cannot see a
+# default that only the full settings have (a track share for a track the demo does not train stopped `make demo`
+# before any stage)
+@pytest.mark.parametrize("script,env,plan", [
+    ("recipes/demo/run.sh", {},
+     ["stages: prepare teacher student_tf_nll seqkd_data student_tf_seqkd compress speed report",
+      "teacher: kd_transformer_e4d4_128, at most 2 epochs and 0 h",
+      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs and 0.025 h",
+      "student_tf_seqkd: kd_transformer_e6d1_64, at most 100 epochs and 0.025 h"]),
+    ("recipes/multi30k_en_de/run.sh", {},
+     ["stages: prepare teacher student_lstm_nll seqkd_data student_lstm_seqkd student_tf_nll student_tf_seqkd prune "
+      "compress speed report",
+      "teacher: kd_transformer_e3d3_256, at most 100 epochs and 0.75 h",
+      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs and 0.12 h",
+      "student_tf_seqkd: kd_transformer_e6d1_128, at most 100 epochs and 0.2 h"]),
+    # one track of the two: its own share, none asked for the other
+    ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "tf=kd_transformer_e6d1_64", "STUDENTS": "tf_nll"},
+     ["stages: prepare teacher student_tf_nll prune compress speed report",
+      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs and 0.2 h"]),
+    ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "lstm=kd_lstm_1x128", "STUDENTS": "lstm_nll", "TRACK_HOURS": ""},
+     ["student_lstm_nll: kd_lstm_1x128, at most 100 epochs and 0.15 h"]),
+])
+def test_dry_run_checks_the_full_settings_and_lists_the_plan(tmp_path, script, env, plan):
+    proc = recipe(script, tmp_path / "w", timeout=60, DRY_RUN="1", **env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in plan:
+        assert line in proc.stderr, proc.stderr
+    assert not (tmp_path / "w").exists()  # nothing ran, nothing written
