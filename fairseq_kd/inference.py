@@ -112,6 +112,15 @@ def build_generator(task, models, cfg, beam: int, nbest: int = 1):
     return task.build_generator(models, gen_cfg)
 
 
+def ids_string(dictionary, ids) -> str:
+    """dictionary.string(ids) with its defaults (eos and bos left out, out-of-range ids as <unk>) for a 1-D tensor or
+    list, without its per-token Python overhead: fairseq-kd-distill calls it three times a training sentence."""
+    symbols, unk = dictionary.symbols, dictionary.unk_word
+    n, skip = len(symbols), {dictionary.eos(), dictionary.bos()}
+    return " ".join(symbols[i] if i < n else unk for i in (ids.tolist() if torch.is_tensor(ids) else ids)
+                    if i not in skip)
+
+
 def detokenize(pieces: str, cfg) -> str:
     """Subword string -> text, with --post-process (e.g. sentencepiece) as fairseq-generate's D lines."""
     post = cfg.common_eval.post_process

@@ -9,8 +9,8 @@
 #   seqkd_data       teacher beam $DISTILL_BEAM over train (fairseq-kd-distill, engine $DISTILL_ENGINE): the distilled
 #                    corpus, $NBEST-best, Seq-Inter selection
 #   topk_seqkd       teacher top-k cache over the distilled corpus
-#   student_T_O      one stage per entry of $STUDENTS: track T's architecture (see STUDENT_ARCHS) trained with
-#                    objective O:
+#   student_T_O      one stage per entry of $STUDENTS, after all of the above (STUDENT_JOBS=N: N at a time, side by
+#                    side): track T's architecture (see STUDENT_ARCHS) trained with objective O:
 #                      nll             NLL on the gold data (the baseline)
 #                      word_kd         word_kd against the cache (WORD_KD_TEACHER=online runs the teacher instead)
 #                      seqkd           NLL on the distilled corpus (Seq-KD)
@@ -44,8 +44,17 @@
 : "${STUDENT_ARCHS:=lstm=kd_lstm_2x100}"
 : "${STUDENTS:=lstm_nll lstm_word_kd lstm_seqkd lstm_seqkd_seqinter lstm_seqkd_word_kd lstm_block_kd}"
 # budgets: at most *_EPOCHS epochs, at most *_HOURS hours of training (fairseq's --stop-time-hours, kept across
-# resumes; 0: no limit), and with PATIENCE=N the teacher and students stop after N validations without a better loss
+# resumes; 0: no limit), the students (not the Seq-Inter fine-tuning, SEQ_INTER_EPOCHS) at most STUDENT_UPDATES
+# updates (0: no limit; a budget in updates trains the same student on any machine, one in hours does not), and with
+# PATIENCE=N the teacher and students stop after N validations without a better loss
 : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_HOURS:=0}" "${STUDENT_HOURS:=0}" "${PATIENCE:=-1}"
+: "${STUDENT_UPDATES:=0}"
+require_count STUDENT_UPDATES 0 "the students' updates, 0 for no limit"
+# STUDENT_JOBS=N: up to N students train side by side, each with THREADS/N threads (two 1-thread students side by
+# side trained 1.18x faster than one after the other at 2 threads: benchmarks/demo_calibration/threads.sh); with
+# hours budgets, each student then has its hours at fewer threads
+: "${STUDENT_JOBS:=1}"
+require_count STUDENT_JOBS 1 "the students trained side by side"
 : "${TEACHER_AVERAGE:=0}"
 # TRACK_HOURS: a track's own student time share, TRACK=HOURS each (e.g. "lstm=0.12 tf=0.2"), over STUDENT_HOURS
 : "${TRACK_HOURS:=}"
@@ -95,6 +104,15 @@ require_count LATENCY_SENTENCES 0 "the test sentences of the batch-1 speed rows,
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 USER_DIR=$ROOT/fairseq_kd
+# the fairseq-kd tools import fairseq_kd, then fairseq imports --user-dir $USER_DIR: fairseq refuses a second
+# package of that name ("not globally unique"), deep inside a stage, so the installed one must be this checkout's
+own_package=$(python3 -c 'import importlib.util as u, os, sys
+s = u.find_spec("fairseq_kd")
+paths = list(s.submodule_search_locations or []) if s else []
+print("ok" if os.path.abspath(sys.argv[1]) in paths else (paths[0] if paths else "nowhere"))' "$USER_DIR") \
+  || die "python3 could not look for the fairseq_kd package (see above)"
+[ "$own_package" = ok ] || die "python3 imports fairseq_kd from $own_package, not from this checkout's $USER_DIR" \
+  "(fairseq would refuse its --user-dir mid-stage): run 'make install' in $ROOT and use its .venv/"
 BIN=$WORK/bin
 SEQKD=$WORK/seqkd
 TEACHER=$WORK/teacher/checkpoint_best.pt
@@ -179,12 +197,20 @@ track_hours() {  # track_hours TRACK: the track's student hours, TRACK_HOURS ove
   for p in $TRACK_HOURS; do [ "${p%%=*}" != "$1" ] || hours=${p#*=}; done
   echo "$hours"
 }
-student_arch() { local s=${1#student_}; track_arch "${s%%_*}"; }  # student_arch student_TRACK_OBJECTIVE
+student_track() { local s=${1#student_}; echo "${s%%_*}"; }  # student_track student_TRACK_OBJECTIVE
+student_arch() { track_arch "$(student_track "$1")"; }
+student_epochs() {  # student_epochs student_TRACK_OBJECTIVE: its epoch budget (the Seq-Inter fine-tuning has its own)
+  case $1 in *_seqkd_seqinter) echo "$SEQ_INTER_EPOCHS" ;; *) echo "$STUDENT_EPOCHS" ;; esac
+}
+student_updates() {  # student_updates student_TRACK_OBJECTIVE: its update budget (none for the Seq-Inter fine-tuning)
+  case $1 in *_seqkd_seqinter) echo 0 ;; *) echo "$STUDENT_UPDATES" ;; esac
+}
 family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }
 
 # train NAME DATA ARCH EPOCHS HOURS LR ARGS...   (fairseq-train resumes from NAME/checkpoint_last.pt by itself)
 # The architecture's family gives the optimizer, batches and default learning rate (LR empty: the family's).
-# EPOCH_CHECKPOINTS=N (a caller's local) keeps the last N epoch checkpoints.
+# EPOCH_CHECKPOINTS=N (a caller's local) keeps the last N epoch checkpoints; MAX_UPDATE=N (a caller's local) stops
+# after N updates (0: no limit).
 train() {
   local name=$1 data=$2 arch=$3 epochs=$4 hours=$5 lr=$6 f; shift 6
   f=$(family "$arch")
@@ -199,7 +225,7 @@ train() {
   fi
   # shellcheck disable=SC2086
   $TRAIN_CMD "$data" --user-dir "$USER_DIR" --arch "$arch" --save-dir "$WORK/$name" --lr "${lr:-${!default_lr}}" \
-    ${!optim} ${!batch} ${!extra} "${share[@]}" --max-epoch "$epochs" --stop-time-hours "$hours" "${keep[@]}" \
+    ${!optim} ${!batch} ${!extra} "${share[@]}" --max-epoch "$epochs" --stop-time-hours "$hours" --max-update "${MAX_UPDATE:-0}" "${keep[@]}" \
     --no-progress-bar --log-interval 100 --seed 1 $TRAIN_EXTRA "$@"
 }
 
@@ -301,8 +327,8 @@ topk_seqkd() { remove_if_stale "$WORK/topk_seqkd"; dump_topk "$SEQKD/bin" "$WORK
 student() {
   local name=student_$1 track=${1%%_*} objective=${1#*_} arch objective_args
   arch=$(track_arch "$track")
-  local hours; hours=$(track_hours "$track")
-  local budget=("$STUDENT_EPOCHS" "$hours" "")
+  local hours MAX_UPDATE; hours=$(track_hours "$track") MAX_UPDATE=$(student_updates "$name")
+  local budget=("$(student_epochs "$name")" "$hours" "")
   case $objective in
     nll) train "$name" "$BIN" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
     seqkd) train "$name" "$SEQKD/bin" "$arch" "${budget[@]}" "${NLL[@]}" "${STOPPING[@]}" ;;
@@ -313,7 +339,7 @@ student() {
       train "$name" "$data" "$arch" "${budget[@]}" "${objective_args[@]}" "${STOPPING[@]}" ;;
     # Kim & Rush: Seq-Inter as fine-tuning of the Seq-KD student, on the gold data plus the selected hypotheses
     seqkd_seqinter)
-      train "$name" "$BIN" "$arch" "$SEQ_INTER_EPOCHS" "$hours" "$SEQ_INTER_LR" \
+      train "$name" "$BIN" "$arch" "${budget[0]}" "$hours" "$SEQ_INTER_LR" \
         --task translation_seq_inter --selected-targets "$SEQKD/bin/train.selected.$SRC-$TGT.$TGT" \
         --criterion seq_inter --kd-alpha "$SEQ_INTER_ALPHA" --label-smoothing "$LABEL_SMOOTHING" \
         --finetune-from-model "$WORK/student_${track}_seqkd/checkpoint_best.pt" ;;
@@ -484,17 +510,18 @@ report() {
 }
 
 pipeline_stages() {
-  local s track objective
+  local s
   echo prepare teacher
+  # the teacher's outputs the students read, all before the first student (so students can train side by side)
   for s in $STUDENTS; do
-    track=${s%%_*} objective=${s#*_}
-    case $objective in
-      nll|block_kd) ;;
+    case ${s#*_} in
       word_kd) [ "$WORD_KD_TEACHER" = online ] || echo topk ;;
-      seqkd) echo seqkd_data ;;
-      seqkd_seqinter) echo seqkd_data "student_${track}_seqkd" ;;
+      seqkd|seqkd_seqinter) echo seqkd_data ;;
       seqkd_word_kd) echo seqkd_data; [ "$WORD_KD_TEACHER" = online ] || echo topk_seqkd ;;
     esac
+  done
+  for s in $STUDENTS; do
+    case ${s#*_} in seqkd_seqinter) echo "student_${s%%_*}_seqkd" ;; esac  # the student it fine-tunes, first
     echo "student_$s"
   done
   # PRUNE_OBJECTIVE=word_kd reads the teacher's cache over the pruned student's data; the student is chosen
@@ -507,8 +534,44 @@ pipeline_stages() {
   echo compress speed report
 }
 
+# student_batches STAGE...: the student stages in the batches that train side by side, one batch a line: at most
+# STUDENT_JOBS each, in order, and a Seq-Inter student never in the batch of the Seq-KD student it fine-tunes
+student_batches() {
+  local batch=() s
+  for s in "$@"; do
+    if [ ${#batch[@]} -ge "$STUDENT_JOBS" ] || [[ $s == *_seqkd_seqinter && " ${batch[*]} " == *" ${s%_seqinter} "* ]]; then
+      echo "${batch[*]}"; batch=()
+    fi
+    batch+=("$s")
+  done
+  [ ${#batch[@]} -eq 0 ] || echo "${batch[*]}"
+}
+student_threads() { local t=$(( THREADS / $1 )); echo $(( t > 0 ? t : 1 )); }  # student_threads BATCH_SIZE
+
+# run_students STAGE...: batch by batch; a batch of several runs side by side, each student with its share of
+# THREADS; a failed student stops the recipe once its batch has finished (the others keep their stamps)
+run_students() {
+  local line batch s pids failed threads
+  while read -r line; do
+    read -ra batch <<< "$line"
+    if [ ${#batch[@]} -eq 1 ]; then run_stage "${batch[0]}" student "${batch[0]#student_}"; continue; fi
+    threads=$(student_threads ${#batch[@]})
+    log "side by side (STUDENT_JOBS=$STUDENT_JOBS), $threads thread(s) each: ${batch[*]}"
+    pids=()
+    for s in "${batch[@]}"; do
+      ( export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+        THREADS=$threads STAGE_PREFIX="[$s] "
+        run_stage "$s" student "${s#student_}" ) &
+      pids+=("$!")
+    done
+    failed=0
+    for s in "${pids[@]}"; do wait "$s" || failed=$((failed + 1)); done
+    [ "$failed" -eq 0 ] || exit 1  # each failed stage said why, in its own line
+  done < <(student_batches "$@")
+}
+
 run_pipeline() {
-  local stages=() s seen=" " started=0
+  local stages=() todo=() s seen=" " started=0 i batch
   check_students
   for s in $(pipeline_stages); do
     case $seen in *" $s "*) continue ;; esac
@@ -521,17 +584,41 @@ run_pipeline() {
   if [ "${DRY_RUN:-0}" = 1 ]; then  # the checks above passed: say what would run, touch nothing
     log "DRY_RUN=1: the checks passed; stages: ${stages[*]}"
     log "  teacher: $TEACHER_ARCH, at most $TEACHER_EPOCHS epochs and $TEACHER_HOURS h (0: no limit)"
-    for s in $STUDENTS; do log "  student_$s: $(track_arch "${s%%_*}"), at most $STUDENT_EPOCHS epochs and $(track_hours "${s%%_*}") h (0: no limit)"; done
+    local trained=()
+    for s in "${stages[@]}"; do [[ $s != student_* ]] || trained+=("$s"); done
+    for s in "${trained[@]}"; do
+      log "  $s: $(student_arch "$s"), at most $(student_epochs "$s") epochs, $(student_updates "$s") updates and" \
+        "$(track_hours "$(student_track "$s")") h (0: no limit)"
+    done
+    if [ "$STUDENT_JOBS" -gt 1 ]; then
+      i=0
+      while read -r s; do
+        read -ra batch <<< "$s"
+        i=$((i + 1))
+        log "  student batch $i (STUDENT_JOBS=$STUDENT_JOBS), $(student_threads ${#batch[@]}) thread(s) each: $s"
+      done < <(student_batches "${trained[@]}")
+    fi
     return 0
   fi
-  mkdir -p "$WORK"
+  # the stages to run: from STAGE (its stamp and the later ones cleared) to STOP_AFTER
   for s in "${stages[@]}"; do
     if [ -n "${STAGE:-}" ] && [ "$s" = "$STAGE" ]; then started=1; fi
-    if [ -n "${STAGE:-}" ] && [ "$started" = 1 ]; then rm -f "$WORK/.done/$s"; fi
-    if [ -z "${STAGE:-}" ] || [ "$started" = 1 ]; then
-      case $s in student_*) run_stage "$s" student "${s#student_}" ;; *) run_stage "$s" "$s" ;; esac
-    fi
-    if [ "${STOP_AFTER:-}" = "$s" ]; then log "stopping after stage $s (STOP_AFTER)"; return 0; fi
+    if [ -z "${STAGE:-}" ] || [ "$started" = 1 ]; then todo+=("$s"); fi
+    if [ "${STOP_AFTER:-}" = "$s" ]; then break; fi
   done
+  mkdir -p "$WORK"
+  if [ -n "${STAGE:-}" ]; then for s in "${todo[@]}"; do rm -f "$WORK/.done/$s"; done; fi
+  for ((i = 0; i < ${#todo[@]}; i++)); do
+    s=${todo[i]}
+    if [[ $s == student_* ]]; then  # the run of consecutive students, batched (STUDENT_JOBS)
+      local group=()
+      while [ "$i" -lt ${#todo[@]} ] && [[ ${todo[i]} == student_* ]]; do group+=("${todo[i]}"); i=$((i + 1)); done
+      i=$((i - 1))
+      run_students "${group[@]}"
+    else
+      run_stage "$s" "$s"
+    fi
+  done
+  if [ -n "${STOP_AFTER:-}" ]; then log "stopping after stage $STOP_AFTER (STOP_AFTER)"; return 0; fi
   log "all stages done; results: $RESULTS_DIR/$RESULTS_NAME.md"
 }

@@ -30,7 +30,8 @@ run_stage() {
   # it), and the stage's own status must be read from PIPESTATUS before any other command runs
   local status
   set +e
-  ( set -e; "$fn" "$@" ) 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" >&2
+  ( set -e; "$fn" "$@" ) 2>&1 | tee -a "$WORK/logs/$name.log" | grep --line-buffered -E "$PROGRESS_PATTERN" \
+    | sed -u "s|^|${STAGE_PREFIX:-}|" >&2  # STAGE_PREFIX: the stage's name, when stages run side by side
   status=${PIPESTATUS[0]}
   set -e
   [ "$status" -eq 0 ] || die "stage $name failed (exit $status), see $WORK/logs/$name.log"

@@ -1,5 +1,6 @@
 """The demo: recipes/demo/summary.py's lines against hand values, and SMOKE=1 recipes/demo/run.sh end to end (the
-pipeline without pruning: the best student in int8 for CTranslate2, its table and its verdict)."""
+pipeline without pruning, its NLL and Word-KD students side by side: the best student in int8 for CTranslate2, its
+table and its verdict)."""
 import json
 import subprocess
 import sys
@@ -77,6 +78,49 @@ def test_verdict_says_when_distillation_did_not_pay():
     assert (ROOT / summary.FULL_RUN).exists()
 
 
+def test_every_distilled_student_is_compared_with_its_tracks_nll_student():
+    """recipes/report.py: one target per distilled student present (keyed OBJECTIVE_vs_nll:TRACK), Seq-KD's goal
+    +3 BLEU, the others' above NLL; the demo's summary says whether each paid."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    batched = {"data": {}, "results": [row("teacher", "fairseq", 1, 1200.0, 22.0, 7_070_000),
+                                       row("student_tf_nll", "fairseq", 1, 2500.0, 13.0),
+                                       row("student_tf_word_kd", "fairseq", 1, 2500.0, 15.0),
+                                       row("student_tf_seqkd", "fairseq", 1, 2500.0, 14.0),
+                                       row("student_tf_word_kd_int8", "ctranslate2", 1, 9000.0, 14.9)]}
+    out = {t["key"]: t for t in report.targets(batched, None, None, None, tracks=["tf"]) if "key" in t}
+    assert [k for k in out if "_vs_nll:" in k] == ["word_kd_vs_nll:tf", "seqkd_vs_nll:tf"]  # no int8 export, no lstm
+    assert out["word_kd_vs_nll:tf"]["target"] == "tf: Word-KD student greedy BLEU > NLL student greedy (95 % CI above 0)"
+    assert out["word_kd_vs_nll:tf"]["status"] == "met" and out["word_kd_vs_nll:tf"]["measured"] == "15.00 vs 13.00 (+2.00)"
+    assert out["seqkd_vs_nll:tf"]["status"] == "not met"  # +1, not Kim & Rush's +3
+    r = results()
+    r["batched"]["results"] = [dict(x, model=x["model"].replace("seqkd", "word_kd")) for x in r["batched"]["results"]]
+    r["targets"][0]["key"], r["targets"][1]["model"] = "word_kd_vs_nll:tf", "student_tf_word_kd"
+    assert summary.verdict(r)[0] == ("Distillation paid: student_tf_word_kd 19.30 greedy BLEU against student_tf_nll "
+                                     "15.20, +4.10 (95 % CI +3.00..+5.20), both 2.22M parameters.")
+
+
+def test_stages_side_by_side_count_once_in_the_total(tmp_path, capsys):
+    """The stages' wall time is the union of their intervals, each ending at its stamp: two 225 s students side by
+    side add 227 s, not 452; a stage without a stamp (being redone) adds its time; an unreadable stamp gives None
+    (the sum is then reported)."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    (tmp_path / ".done").mkdir()
+    ends = {"teacher": 1000, "student_a": 1227, "student_b": 1225, "speed": 1300}
+    for name, end in ends.items():
+        (tmp_path / ".done" / name).write_text(f"{end}\n")
+    times = {"teacher": 245, "student_a": 227, "student_b": 225, "speed": 49}
+    assert report.stages_wall_seconds(str(tmp_path), times) == 245 + 227 + 49
+    assert report.stages_wall_seconds(str(tmp_path), dict(times, report=8)) == 245 + 227 + 49 + 8  # being redone
+    (tmp_path / ".done" / "speed").write_text("not a time\n")
+    assert report.stages_wall_seconds(str(tmp_path), times) is None
+    r = dict(results(), stage_seconds=times, stages_wall_seconds=521)
+    (tmp_path / "results.json").write_text(json.dumps(r))
+    summary.main([str(tmp_path / "results.json")])
+    assert capsys.readouterr().out.rstrip().endswith("speed 49 s; total 8.7 min (the students side by side).")
+
+
 def test_summary_prints_the_table_and_the_total(tmp_path, capsys):
     (tmp_path / "results.json").write_text(json.dumps(results()))
     summary.main([str(tmp_path / "results.json")])
@@ -100,10 +144,17 @@ def test_demo_smoke_runs_every_stage_and_prints_its_verdict(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = tmp_path / "w"
     stages = [line.split()[0] for line in (work / "stage_times.txt").read_text().splitlines()]
-    assert stages == ["prepare", "teacher", "student_tf_nll", "seqkd_data", "student_tf_seqkd", "compress", "speed",
-                      "report"], stages  # no prune stage
+    # no prune stage; the teacher's top-k cache, then the two students side by side (STUDENT_JOBS=2), so either may
+    # finish first
+    assert stages[:3] == ["prepare", "teacher", "topk"] and stages[5:] == ["compress", "speed", "report"], stages
+    assert sorted(stages[3:5]) == ["student_tf_nll", "student_tf_word_kd"], stages
+    err = proc.stderr
+    assert "side by side (STUDENT_JOBS=2), 1 thread(s) each: student_tf_nll student_tf_word_kd" in err
+    first_done = min(err.index(f"stage {s}: done in") for s in stages[3:5])
+    assert err.index("stage student_tf_nll: start") < first_done and err.index("stage student_tf_word_kd: start") < first_done
+    assert "[student_tf_nll] " in err and "[student_tf_word_kd] " in err  # whose progress line is whose
     best = (work / "best_student.txt").read_text().strip()
-    assert best in ("student_tf_nll", "student_tf_seqkd")
+    assert best in ("student_tf_nll", "student_tf_word_kd")
     export = work / "models" / f"{best}_int8"
     info = json.loads((export / "fairseq_kd_export.json").read_text())
     assert info["quantization"] == "int8"
@@ -115,11 +166,12 @@ def test_demo_smoke_runs_every_stage_and_prints_its_verdict(tmp_path):
     assert "Speed at batch size 1" not in (work / "results.md").read_text()
     assert next(t for t in res["targets"] if t.get("key") == "speed_batch1")["status"] == "not measured"
     keys = [t.get("key") for t in res["targets"]]
-    assert "seqkd_vs_nll:tf" in keys and not any("pruned" in t["target"] for t in res["targets"])
+    assert "word_kd_vs_nll:tf" in keys and "seqkd_vs_nll:tf" not in keys
+    assert not any("pruned" in t["target"] for t in res["targets"])
     assert [t["target"] for t in res["targets"]][-2:] == [f"{best} in int8 loses <= 0.3 BLEU (greedy)",
                                                           f"{best} in int8 loses <= 0.3 BLEU (beam 2)"]
     out = proc.stdout
     assert f"| {best}_int8 |" in out and "| teacher |" in out and "batch 1 (" not in out
-    assert ("Distillation paid: student_tf_seqkd" in out) or ("Distillation did not pay in this budget" in out)
+    assert ("Distillation paid: student_tf_word_kd" in out) or ("Distillation did not pay in this budget" in out)
     assert "The best student, " in out and "Stages: prepare " in out
     print(f"demo smoke run: {time.time() - start:.0f} s")

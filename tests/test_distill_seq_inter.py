@@ -136,6 +136,29 @@ def test_degenerate_hypotheses_are_replaced_by_gold(distilled, tiny_data, tiny_t
 
 # ---- selection rule ---------------------------------------------------------------------------------
 
+def test_one_best_selection_is_the_best_hypothesis(tiny_data, tiny_teacher, tmp_path):
+    """Beam 1: the closest of one hypothesis is that hypothesis; the selected corpus is the best one, byte for byte."""
+    run(distill_cmd(tiny_data, tiny_teacher, tmp_path, "--beam", "1", "--nbest", "1"))
+    assert (tmp_path / "train.selected.tgt").read_text() == (tmp_path / "train.tgt").read_text()
+    for ext in ("bin", "idx"):
+        assert filecmp.cmp(tmp_path / "bin" / f"train.selected.src-tgt.tgt.{ext}",
+                           tmp_path / "bin" / f"train.src-tgt.tgt.{ext}", shallow=False)
+    assert not (tmp_path / "train.nbest.tgt").exists()
+
+
+def test_ids_string_is_fairseqs_dictionary_string():
+    from fairseq.data import Dictionary
+    from fairseq_kd.inference import ids_string
+
+    d = Dictionary()
+    for w in ("▁ein", "▁Mann", "s"):
+        d.add_symbol(w)
+    ids = [d.bos(), d.index("▁ein"), d.unk(), d.index("s"), d.pad(), len(d) + 3, d.index("▁Mann"), d.eos()]
+    for x in (torch.tensor(ids), ids, torch.tensor([d.eos()])):
+        assert ids_string(d, x) == d.string(torch.tensor(x) if isinstance(x, list) else x)
+    assert ids_string(d, ids) == "▁ein <unk> s <pad> <unk> ▁Mann"
+
+
 def test_selection_picks_highest_sentence_bleu():
     gold = "a dog runs on the green grass"
     kbest = [("a cat sits on a mat", -0.1), ("a dog runs on the grass", -0.5), ("the dog", -0.2)]

@@ -3,6 +3,7 @@ checks here read what the stages wrote. Also: a rerun skips finished stages, bad
 import filecmp
 import json
 import re
+import shutil
 import subprocess
 import time
 
@@ -154,10 +155,13 @@ def test_smoke_table_has_every_model(smoke_run):
     for model in every:
         assert f"| {model} |" in table, model
     assert "sacreBLEU signature: `nrefs:1" in md
-    # the teacher's goal (multi30k only), Seq-KD against NLL per track, the best small student's BLEU and speed
-    # (batched, batch 1), pruning (4) and compression (3)
-    tracks = 2 if name == "multi30k_en_de" else 1
-    assert len(results["targets"]) == (name == "multi30k_en_de") + tracks + 3 + 4 + 3
+    # the teacher's goal (multi30k only), each distilled student against its track's NLL one (multi30k: lstm_seqkd,
+    # tf_seqkd, tf_seqkd_word_kd; WMT14: the five LSTM objectives; IWSLT: lstm_seqkd), the best small student's BLEU
+    # and speed (batched, batch 1), pruning (4) and compression (3)
+    versus_nll = {"multi30k_en_de": 3, "wmt14_en_de": 5, "iwslt": 1}[name]
+    assert [t["key"] for t in results["targets"] if "_vs_nll:" in t.get("key", "")] == [
+        f"{s.split('_', 2)[2]}_vs_nll:{s.split('_', 2)[1]}" for s in students(name) if not s.endswith("_nll")]
+    assert len(results["targets"]) == (name == "multi30k_en_de") + versus_nll + 3 + 4 + 3
     # the best-student targets need a student 2.5x smaller than the teacher: only the multi30k run has one (the
     # others' smoke teacher is the students' size)
     measured = [t for t in results["targets"] if t["status"] != "not measured"]
@@ -165,7 +169,7 @@ def test_smoke_table_has_every_model(smoke_run):
     assert len(results["targets"]) - len(measured) == (0 if name == "multi30k_en_de" else 3), results["targets"]
     # every BLEU difference comes with sacreBLEU's paired bootstrap test
     tested = [t for t in measured if "BLEU" in t["target"] and "teacher beam 2 >=" not in t["target"]]
-    assert len(tested) == tracks + (name == "multi30k_en_de") + 4 + 2
+    assert len(tested) == versus_nll + (name == "multi30k_en_de") + 4 + 2
     for t in tested:
         assert t["paired_bs"]["ci95"][0] <= t["paired_bs"]["delta"] <= t["paired_bs"]["ci95"][1], t
         assert f"{t['paired_bs']['delta']:+.2f}, 95% CI" in t["measured"] and "p = " in t["measured"]
@@ -191,6 +195,31 @@ def test_smoke_rerun_skips_finished_stages(smoke_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("done already") == len(stages(smoke_run[0]))
     assert {p: p.stat().st_mtime for p in work.glob("*/checkpoint_best.pt")} == before
+
+
+def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_run, tmp_path):
+    """STUDENT_JOBS=2: the two transformer students of the multi30k smoke run again side by side, one failing (its
+    TRAIN_CMD exits 3): one line names it, the other finishes and keeps its stamp."""
+    name, script, env, work, _ = smoke_run
+    if name != "multi30k_en_de":
+        pytest.skip("the multi30k smoke run has the two transformer students")
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy, symlinks=True)
+    for s in ("student_tf_nll", "student_tf_seqkd"):
+        shutil.rmtree(copy / s)
+    fake = tmp_path / "train.sh"
+    fake.write_text('#!/bin/bash\ncase "$*" in *student_tf_seqkd*) echo "no such luck" >&2; exit 3 ;; esac\n'
+                    'exec fairseq-train "$@"\n')
+    fake.chmod(0o755)
+    proc = recipe(script, copy, timeout=300, SMOKE=1, **env, STUDENT_JOBS=2, STAGE="student_tf_nll",
+                  STOP_AFTER="student_tf_seqkd", TRAIN_CMD=fake)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert errors == [f"error: stage student_tf_seqkd failed (exit 3), see {copy}/logs/student_tf_seqkd.log"], errors
+    assert "side by side (STUDENT_JOBS=2), 1 thread(s) each: student_tf_nll student_tf_seqkd" in proc.stderr
+    assert (copy / ".done" / "student_tf_nll").exists() and (copy / "student_tf_nll" / "checkpoint_best.pt").exists()
+    assert not (copy / ".done" / "student_tf_seqkd").exists()
+    assert "no such luck" in (copy / "logs" / "student_tf_seqkd.log").read_text()
 
 
 def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
@@ -262,14 +291,25 @@ def test_distill_beam_out_of_range_is_refused_before_any_stage(tmp_path, beam):
     assert not (tmp_path / "w" / "stage_times.txt").exists()
 
 
+@pytest.mark.parametrize("knob,what", [
+    ("LATENCY_SENTENCES", "the test sentences of the batch-1 speed rows, 0 for none"),
+    ("STUDENT_UPDATES", "the students' updates, 0 for no limit"),
+])
 @pytest.mark.parametrize("count", ["ten", "-1", "2.5"])
-def test_latency_sentences_out_of_range_is_refused_before_any_stage(tmp_path, count):
-    """0 is allowed (no batch-1 rows); anything but a whole number would otherwise be read as 0 by the speed stage."""
-    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, LATENCY_SENTENCES=count)
+def test_counts_out_of_range_are_refused_before_any_stage(tmp_path, knob, what, count):
+    """0 is allowed (no batch-1 rows, no update limit); anything but a whole number would otherwise reach a stage."""
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, **{knob: count})
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {knob} must be a non-negative integer ({what}), got '{count}'"
+    assert not (tmp_path / "w" / "stage_times.txt").exists()
+
+
+@pytest.mark.parametrize("jobs", ["0", "two"])
+def test_student_jobs_out_of_range_is_refused_before_any_stage(tmp_path, jobs):
+    proc = recipe("recipes/multi30k_en_de/run.sh", tmp_path / "w", SMOKE=1, STUDENT_JOBS=jobs)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: LATENCY_SENTENCES must be a non-negative integer (the test sentences of the batch-1 speed rows, 0 for "
-        f"none), got '{count}'")
+        f"error: STUDENT_JOBS must be a positive integer (the students trained side by side), got '{jobs}'")
     assert not (tmp_path / "w" / "stage_times.txt").exists()
 
 
@@ -311,6 +351,25 @@ def test_wmt14_misaligned_corpus(tmp_path):
     assert not (tmp_path / "w" / ".done").exists() and not (tmp_path / "w" / "teacher").exists()
 
 
+def test_a_checkout_run_with_another_checkouts_package_is_refused_before_any_stage(tmp_path):
+    """The tools import the installed fairseq_kd, then fairseq imports --user-dir: from a second checkout (its
+    recipes, this .venv/) fairseq would refuse it mid-stage, so the recipe says so first."""
+    other = tmp_path / "other_checkout"
+    (other / "fairseq_kd").mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(ROOT / "recipes"), str(other)], check=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "val", "test2016"):
+        for lang in ("en", "de"):
+            (data / f"{name}.{lang}").write_text("a b\n")
+    proc = recipe(other / "recipes/multi30k_en_de/run.sh", tmp_path / "w", timeout=60, DATA=data, DRY_RUN="1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: python3 imports fairseq_kd from {ROOT}/fairseq_kd, not from this checkout's {other}/fairseq_kd "
+        f"(fairseq would refuse its --user-dir mid-stage): run 'make install' in {other} and use its .venv/")
+    assert not (tmp_path / "w").exists()
+
+
 def test_iwslt_th_en_needs_raw_dir(tmp_path):
     proc = recipe("recipes/iwslt/run.sh", tmp_path / "w", PAIR="th-en", RAW_DIR=tmp_path)
     assert proc.returncode != 0
@@ -322,22 +381,42 @@ def test_iwslt_th_en_needs_raw_dir(tmp_path):
 # before any stage)
 @pytest.mark.parametrize("script,env,plan", [
     ("recipes/demo/run.sh", {},
-     ["stages: prepare teacher student_tf_nll seqkd_data student_tf_seqkd compress speed report",
+     ["stages: prepare teacher topk student_tf_nll student_tf_word_kd compress speed report",
       "teacher: kd_transformer_e4d4_128, at most 2 epochs and 0 h",
-      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs and 0.025 h",
-      "student_tf_seqkd: kd_transformer_e6d1_64, at most 100 epochs and 0.025 h"]),
+      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs, 600 updates and 0 h",
+      "student_tf_word_kd: kd_transformer_e6d1_64, at most 100 epochs, 600 updates and 0 h",
+      "student batch 1 (STUDENT_JOBS=2), 1 thread(s) each: student_tf_nll student_tf_word_kd\n"]),
     ("recipes/multi30k_en_de/run.sh", {},
-     ["stages: prepare teacher student_lstm_nll seqkd_data student_lstm_seqkd student_tf_nll student_tf_seqkd prune "
+     ["stages: prepare teacher seqkd_data student_lstm_nll student_lstm_seqkd student_tf_nll student_tf_seqkd prune "
       "compress speed report",
       "teacher: kd_transformer_e3d3_256, at most 100 epochs and 0.75 h",
-      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs and 0.12 h",
-      "student_tf_seqkd: kd_transformer_e6d1_128, at most 100 epochs and 0.2 h"]),
+      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 0 updates and 0.12 h",
+      "student_tf_seqkd: kd_transformer_e6d1_128, at most 100 epochs, 0 updates and 0.2 h"]),
     # one track of the two: its own share, none asked for the other
     ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "tf=kd_transformer_e6d1_64", "STUDENTS": "tf_nll"},
      ["stages: prepare teacher student_tf_nll prune compress speed report",
-      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs and 0.2 h"]),
+      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs, 0 updates and 0.2 h"]),
     ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "lstm=kd_lstm_1x128", "STUDENTS": "lstm_nll", "TRACK_HOURS": ""},
-     ["student_lstm_nll: kd_lstm_1x128, at most 100 epochs and 0.15 h"]),
+     ["student_lstm_nll: kd_lstm_1x128, at most 100 epochs, 0 updates and 0.15 h"]),
+    # the Seq-Inter fine-tuning: its own epochs (SEQ_INTER_EPOCHS), no update budget, after its track's Seq-KD student
+    ("recipes/multi30k_en_de/run.sh", {"STUDENTS": "lstm_seqkd lstm_seqkd_seqinter", "STUDENT_UPDATES": "900"},
+     ["stages: prepare teacher seqkd_data student_lstm_seqkd student_lstm_seqkd_seqinter prune compress speed report",
+      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 900 updates and 0.12 h",
+      "student_lstm_seqkd_seqinter: kd_lstm_1x128, at most 1 epochs, 0 updates and 0.12 h"]),
+    # students side by side: the teacher's outputs before the first student; batches of STUDENT_JOBS, each student
+    # with THREADS / STUDENT_JOBS threads, the Seq-Inter fine-tuning after the Seq-KD student it starts from (which
+    # trains even when not asked for)
+    ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "lstm=kd_lstm_1x128", "STUDENT_JOBS": "2", "THREADS": "4",
+                                       "STUDENTS": "lstm_nll lstm_seqkd_seqinter lstm_word_kd lstm_block_kd"},
+     ["stages: prepare teacher seqkd_data topk student_lstm_nll student_lstm_seqkd student_lstm_seqkd_seqinter "
+      "student_lstm_word_kd student_lstm_block_kd prune compress speed report",
+      "student batch 1 (STUDENT_JOBS=2), 2 thread(s) each: student_lstm_nll student_lstm_seqkd\n",
+      "student batch 2 (STUDENT_JOBS=2), 2 thread(s) each: student_lstm_seqkd_seqinter student_lstm_word_kd\n",
+      "student batch 3 (STUDENT_JOBS=2), 4 thread(s) each: student_lstm_block_kd\n"]),
+    ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "lstm=kd_lstm_1x128", "STUDENT_JOBS": "3", "THREADS": "2",
+                                       "STUDENTS": "lstm_seqkd lstm_seqkd_seqinter lstm_nll"},
+     ["student batch 1 (STUDENT_JOBS=3), 2 thread(s) each: student_lstm_seqkd\n",
+      "student batch 2 (STUDENT_JOBS=3), 1 thread(s) each: student_lstm_seqkd_seqinter student_lstm_nll\n"]),
 ])
 def test_dry_run_checks_the_full_settings_and_lists_the_plan(tmp_path, script, env, plan):
     proc = recipe(script, tmp_path / "w", timeout=60, DRY_RUN="1", **env)

@@ -41,7 +41,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from fairseq.data import indexed_dataset
+from fairseq.data import data_utils, indexed_dataset
 
 from .. import inference
 from ..chunked_job import ChunkedJob
@@ -104,7 +104,8 @@ def decode_chunks(job, task, cfg, teacher, dataset, opts):
             for i, sid in enumerate(sample["id"].tolist()):
                 nbest = hypos[i][: cfg.generation.nbest]
                 gen_tokens += len(nbest[0]["tokens"])
-                result[sid] = [(inference.hypothesis_text(task, cfg, h)[0], float(h["score"])) for h in nbest]
+                result[sid] = [(inference.ids_string(task.target_dictionary, h["tokens"]), float(h["score"]))
+                               for h in nbest]
             bar.update(len(batch_ids))
         job.write(c, result)
     bar.close()
@@ -125,6 +126,10 @@ def merge(job, task, cfg, dataset, opts, teachers):
     subset, out = cfg.dataset.gen_subset, opts.destdir
     src_lines, best, nbest_lines, selected = [], [], [], []
     n_degenerate = {"best": 0, "selected": 0}
+    post = cfg.common_eval.post_process  # read once: an OmegaConf lookup costs more than the detokenization
+
+    def detok(pieces):
+        return data_utils.post_process(pieces, post) if post else pieces
 
     def target(text, src_tokens, gold, corpus):
         if not degenerate(len(text.split()), src_tokens, opts.degenerate_len_a, opts.degenerate_len_b):
@@ -133,14 +138,16 @@ def merge(job, task, cfg, dataset, opts, teachers):
         return text if gold is None else gold
 
     for sid, hyps in job.items():
-        src_lines.append(task.source_dictionary.string(dataset.src[sid]))
+        src_lines.append(inference.ids_string(task.source_dictionary, dataset.src[sid]))
         src_tokens = len(dataset.src[sid]) - 1  # without </s>
-        gold = None if dataset.tgt is None else task.target_dictionary.string(dataset.tgt[sid])
+        gold = None if dataset.tgt is None else inference.ids_string(task.target_dictionary, dataset.tgt[sid])
         best.append(target(hyps[0][0], src_tokens, gold, "best"))
         nbest_lines.extend(f"{sid}\t{rank}\t{score:.4f}\t{text}" for rank, (text, score) in enumerate(hyps))
         if opts.select_closest:
-            detok = [(inference.detokenize(t, cfg), s) for t, s in hyps]
-            chosen = hyps[select_closest(detok, inference.detokenize(gold, cfg))[0]][0]
+            if len(hyps) == 1:  # the closest of one (beam 1): no sentence BLEU to compute
+                chosen = hyps[0][0]
+            else:
+                chosen = hyps[select_closest([(detok(t), s) for t, s in hyps], detok(gold))[0]][0]
             selected.append(target(chosen, src_tokens, gold, "selected"))
     atomic_write_lines(os.path.join(out, f"{subset}.{src}"), src_lines)
     atomic_write_lines(os.path.join(out, f"{subset}.{tgt}"), best)
@@ -157,9 +164,15 @@ def merge(job, task, cfg, dataset, opts, teachers):
         name = os.path.basename(path)
         if not name.startswith(f"{subset}.{src}-{tgt}.{tgt}."):  # everything but the target we replace
             shutil.copyfile(path, os.path.join(bin_dir, name))
-    binarize(best, task.target_dictionary, os.path.join(bin_dir, f"{subset}.{src}-{tgt}.{tgt}"))
+    best_prefix = os.path.join(bin_dir, f"{subset}.{src}-{tgt}.{tgt}")
+    binarize(best, task.target_dictionary, best_prefix)
     if opts.select_closest:
-        binarize(selected, task.target_dictionary, os.path.join(bin_dir, f"{subset}.selected.{src}-{tgt}.{tgt}"))
+        selected_prefix = os.path.join(bin_dir, f"{subset}.selected.{src}-{tgt}.{tgt}")
+        if selected == best:  # one hypothesis a sentence: the same corpus
+            for ext in (".bin", ".idx"):
+                shutil.copyfile(best_prefix + ext, selected_prefix + ext)
+        else:
+            binarize(selected, task.target_dictionary, selected_prefix)
     atomic_write_text(os.path.join(out, "provenance.json"), json.dumps(
         {"what": "Seq-KD corpus", "subset": subset, "teachers": teachers}, indent=1))
     empty = sum(1 for line in best if not line.strip())

@@ -4,8 +4,8 @@ recipes/report.py wrote (its paired bootstrap tests included).
 
     python recipes/demo/summary.py demo_work/results.json
 
-Distillation "paid" for a track when its Seq-KD student's greedy BLEU is above its NLL student's and the paired
-bootstrap 95 % confidence interval of the difference lies above zero; otherwise the line says it did not, and points
+Distillation "paid" for a track's distilled student (Word-KD, Seq-KD, ...) when its greedy BLEU is above the track's
+NLL student's and the paired bootstrap 95 % confidence interval of the difference lies above zero; otherwise the line says it did not, and points
 to the full run's measured numbers. When the best student is not within 1.0 BLEU of the teacher's beam (the
 project's target), one more line says a demo's minutes cannot buy that, beside the full run's measured best student
 (read from docs/results/multi30k.json).
@@ -60,10 +60,10 @@ def verdict(results):
     beam = max(k for (_, k) in bleu)
     lines = []
     for key, t in targets.items():
-        if not key.startswith("seqkd_vs_nll:"):
+        objective, _, track = key.partition("_vs_nll:")
+        if not track:
             continue
-        track = key.split(":", 1)[1]
-        nll, seqkd = f"student_{track}_nll", f"student_{track}_seqkd"
+        nll, seqkd = f"student_{track}_nll", f"student_{track}_{objective}"
         test = t.get("paired_bs")
         if test is None:
             lines.append(f"{track}: no paired test of {seqkd} against {nll} (their hypotheses were not kept)")
@@ -107,8 +107,10 @@ def main(argv=None):
     print("\n".join(verdict(results)))
     times = results.get("stage_seconds") or {}
     if times:
+        wall = results.get("stages_wall_seconds")  # older results: none, and no stages side by side
+        side = " (the students side by side)" if wall is not None and wall < sum(times.values()) else ""
         print(f"Stages: {', '.join(f'{k} {v} s' for k, v in times.items())}; "
-              f"total {sum(times.values()) / 60:.1f} min.")
+              f"total {(sum(times.values()) if wall is None else wall) / 60:.1f} min{side}.")
 
 
 if __name__ == "__main__":
