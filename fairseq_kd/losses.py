@@ -8,7 +8,7 @@ Word-level KD per token (Kim & Rush eq. 4 with Hinton's temperature):
 where NLL_eps is fairseq's label-smoothed NLL. The T^2 factor keeps the gradient scale of the soft
 term independent of T (Hinton et al. 2015, section 2).
 """
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,19 @@ def ensemble_probs(logits: Sequence[Tensor], temperature: float) -> Tensor:
     """Teacher ensemble: the mean of the members' tempered probabilities, (1/M) sum_m softmax(z_m / T)."""
     probs = [F.softmax(z.float() / temperature, dim=-1) for z in logits]
     return torch.stack(probs, dim=0).mean(dim=0) if len(probs) > 1 else probs[0]
+
+
+def ensemble_topk_log_probs(logits: Sequence[Tensor], k: int) -> Tuple[Tensor, Tensor]:
+    """(ids, log-probabilities) of the k most probable entries of the ensemble at T = 1, both ... x k.
+
+    One member: log softmax(z)[ids] = z[ids] - logsumexp(z), with the ids the top k of the logits (softmax keeps
+    their order), so no V-wide probability tensor is made; an ensemble: the top k of the mean probabilities."""
+    if len(logits) == 1:
+        z = logits[0].float()
+        values, ids = z.topk(k, dim=-1)
+        return ids, values - z.logsumexp(dim=-1, keepdim=True)
+    values, ids = ensemble_probs(logits, 1.0).topk(k, dim=-1)
+    return ids, values.clamp_min(1e-30).log()
 
 
 def kl_divergence(teacher_probs: Tensor, student_log_probs: Tensor) -> Tensor:

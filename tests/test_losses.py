@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
-from fairseq_kd.losses import (ensemble_probs, fused_sparse_word_kd, gold_nll, interpolate, kl_divergence,
-                               soft_target_loss, tempered_log_probs)
+from fairseq_kd.losses import (ensemble_probs, ensemble_topk_log_probs, fused_sparse_word_kd, gold_nll, interpolate,
+                               kl_divergence, soft_target_loss, tempered_log_probs)
 from fairseq_kd.teacher import Teacher
 
 from helpers import batch, build_model, criterion, sharpen
@@ -149,3 +149,20 @@ def test_fused_sparse_word_kd_equals_the_two_terms(alpha, eps):
     torch.testing.assert_close(kd2, kd)
     torch.testing.assert_close(g, g_ref)
     assert loss[0, 3:].abs().sum() == 0 and reference.abs().sum() > 0
+
+
+def test_topk_log_probs_are_the_top_k_of_the_softmax():
+    """One member: the top k of the logits less their logsumexp, against the V-wide softmax's top k (by hand:
+    logits 0, ln 2, ln 5 give p = 1/8, 2/8, 5/8); an ensemble: the top k of the mean probabilities."""
+    z = torch.tensor([[0.0, math.log(2), math.log(5)]])
+    ids, logp = ensemble_topk_log_probs([z], 2)
+    assert ids.tolist() == [[2, 1]] and torch.allclose(logp, torch.tensor([[math.log(5 / 8), math.log(2 / 8)]]))
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 50) * 4
+    ids, logp = ensemble_topk_log_probs([logits], 8)
+    ref_values, ref_ids = torch.softmax(logits, dim=-1).topk(8, dim=-1)
+    assert torch.equal(ids, ref_ids) and torch.allclose(logp, ref_values.log(), atol=1e-5)
+    members = [logits, torch.randn(3, 7, 50)]
+    ids, logp = ensemble_topk_log_probs(members, 8)
+    ref_values, ref_ids = ensemble_probs(members, 1.0).topk(8, dim=-1)
+    assert torch.equal(ids, ref_ids) and torch.allclose(logp, ref_values.log())

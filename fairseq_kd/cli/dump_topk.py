@@ -20,7 +20,7 @@ from ..chunked_job import ChunkedJob
 from ..errors import FairseqKDError
 from ..outputs import output_dir
 from ..provenance import weights_only
-from ..losses import ensemble_probs
+from ..losses import ensemble_topk_log_probs
 from ..teacher import Teacher
 from ..teacher_topk_cache import dictionary_hash, sizes_hash, write_cache
 
@@ -37,9 +37,7 @@ def own_options():
 
 def topk_batch(teacher, sample, k):
     """(ids B x T x k, log-probs B x T x k) of the teacher under teacher forcing."""
-    probs = ensemble_probs(teacher.logits(sample["net_input"]), 1.0)
-    values, ids = probs.topk(k, dim=-1)
-    return ids, values.clamp_min(1e-30).log()
+    return ensemble_topk_log_probs(teacher.logits(sample["net_input"]), k)
 
 
 def main(argv=None):
