@@ -121,16 +121,21 @@ def ids_string(dictionary, ids) -> str:
                     if i not in skip)
 
 
-def detokenize(pieces: str, cfg) -> str:
-    """Subword string -> text, with --post-process (e.g. sentencepiece) as fairseq-generate's D lines."""
+def detokenizer(cfg):
+    """Subword string -> text, with --post-process (e.g. sentencepiece) as fairseq-generate's D lines; the setting
+    read once (an OmegaConf lookup costs more than the detokenization itself), for callers with many strings."""
     post = cfg.common_eval.post_process
-    return data_utils.post_process(pieces, post) if post else pieces
+    return (lambda pieces: data_utils.post_process(pieces, post)) if post else (lambda pieces: pieces)
+
+
+def detokenize(pieces: str, cfg) -> str:
+    """One subword string -> text (see detokenizer)."""
+    return detokenizer(cfg)(pieces)
 
 
 def hypothesis_text(task, cfg, hypo) -> (str, str):
     """(subword string, detokenized string) of one hypothesis, as fairseq-generate prints H and D lines."""
-    tgt_dict = task.target_dictionary
-    pieces = tgt_dict.string(hypo["tokens"].int().cpu(), extra_symbols_to_ignore={tgt_dict.bos(), tgt_dict.eos()})
+    pieces = ids_string(task.target_dictionary, hypo["tokens"])
     return pieces, detokenize(pieces, cfg)
 
 

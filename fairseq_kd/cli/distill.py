@@ -41,7 +41,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from fairseq.data import data_utils, indexed_dataset
+from fairseq.data import indexed_dataset
 
 from .. import inference
 from ..chunked_job import ChunkedJob
@@ -126,10 +126,7 @@ def merge(job, task, cfg, dataset, opts, teachers):
     subset, out = cfg.dataset.gen_subset, opts.destdir
     src_lines, best, nbest_lines, selected = [], [], [], []
     n_degenerate = {"best": 0, "selected": 0}
-    post = cfg.common_eval.post_process  # read once: an OmegaConf lookup costs more than the detokenization
-
-    def detok(pieces):
-        return data_utils.post_process(pieces, post) if post else pieces
+    detok = inference.detokenizer(cfg)
 
     def target(text, src_tokens, gold, corpus):
         if not degenerate(len(text.split()), src_tokens, opts.degenerate_len_a, opts.degenerate_len_b):
