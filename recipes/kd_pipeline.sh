@@ -548,8 +548,16 @@ student_batches() {
 }
 student_threads() { local t=$(( THREADS / $1 )); echo $(( t > 0 ? t : 1 )); }  # student_threads BATCH_SIZE
 
+kill_tree() {  # kill_tree PID: SIGTERM to PID and every process under it, the deepest first
+  local child
+  for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
+  kill -TERM "$1" 2> /dev/null || true
+}
+
 # run_students STAGE...: batch by batch; a batch of several runs side by side, each student with its share of
-# THREADS; a failed student stops the recipe once its batch has finished (the others keep their stamps)
+# THREADS; a failed student stops the recipe once its batch has finished (the others keep their stamps). The
+# students run in the background, where bash makes them ignore SIGINT: an interrupt (Ctrl-C) or SIGTERM of the
+# recipe stops them here, so none trains on unseen (a rerun resumes each from its checkpoint_last.pt).
 run_students() {
   local line batch s pids failed threads
   while read -r line; do
@@ -564,8 +572,11 @@ run_students() {
         run_stage "$s" student "${s#student_}" ) &
       pids+=("$!")
     done
+    trap 'for s in "${pids[@]}"; do kill_tree "$s"; done; wait
+          die "interrupted: stopped ${batch[*]} (rerun to resume them from their checkpoints)"' INT TERM
     failed=0
     for s in "${pids[@]}"; do wait "$s" || failed=$((failed + 1)); done
+    trap - INT TERM
     [ "$failed" -eq 0 ] || exit 1  # each failed stage said why, in its own line
   done < <(student_batches "$@")
 }

@@ -2,8 +2,11 @@
 checks here read what the stages wrote. Also: a rerun skips finished stages, bad inputs stop with one message."""
 import filecmp
 import json
+import os
+import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -220,6 +223,42 @@ def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_r
     assert (copy / ".done" / "student_tf_nll").exists() and (copy / "student_tf_nll" / "checkpoint_best.pt").exists()
     assert not (copy / ".done" / "student_tf_seqkd").exists()
     assert "no such luck" in (copy / "logs" / "student_tf_seqkd.log").read_text()
+
+
+def test_an_interrupted_run_stops_the_students_side_by_side(smoke_run, tmp_path):
+    """Students side by side run in the background, where bash ignores SIGINT for them: Ctrl-C (SIGINT to the
+    recipe's process group) must still stop both, with one line, and stamp neither."""
+    name, script, env, work, _ = smoke_run
+    if name != "multi30k_en_de":
+        pytest.skip("the multi30k smoke run has the two transformer students")
+    copy = tmp_path / "w"
+    shutil.copytree(work, copy, symlinks=True)
+    for s in ("student_tf_nll", "student_tf_seqkd"):
+        shutil.rmtree(copy / s)
+    fake = tmp_path / "train.sh"  # a "training" that records its pid and waits
+    fake.write_text('#!/bin/bash\nwhile [ $# -gt 0 ]; do [ "$1" = --save-dir ] && d=$2; shift; done\n'
+                    'mkdir -p "$d" && echo $$ > "$d/pid" && exec sleep 120\n')
+    fake.chmod(0o755)
+    environ = clean_env()
+    environ.update({"WORK": str(copy), "THREADS": "1", "SMOKE": "1", **env, "STUDENT_JOBS": "2",
+                    "STAGE": "student_tf_nll", "STOP_AFTER": "student_tf_seqkd", "TRAIN_CMD": str(fake)})
+    proc = subprocess.Popen(["bash", str(ROOT / script)], env=environ, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    pids = [copy / s / "pid" for s in ("student_tf_nll", "student_tf_seqkd")]
+    deadline = time.time() + 120
+    while not all(p.exists() and p.read_text().strip() for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(p.exists() for p in pids), "the two students did not start"
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 1, err[-3000:]
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert errors[-1] == ("error: interrupted: stopped student_tf_nll student_tf_seqkd (rerun to resume them from "
+                          "their checkpoints)"), errors
+    for p in pids:  # no student left training (gone, or a zombie waiting for a reaper)
+        stat = pathlib.Path(f"/proc/{int(p.read_text())}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", p
+    assert not (copy / ".done" / "student_tf_nll").exists() and not (copy / ".done" / "student_tf_seqkd").exists()
 
 
 def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
