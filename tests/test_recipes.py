@@ -200,9 +200,9 @@ def test_smoke_rerun_skips_finished_stages(smoke_run):
     assert {p: p.stat().st_mtime for p in work.glob("*/checkpoint_best.pt")} == before
 
 
-def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_run, tmp_path):
-    """STUDENT_JOBS=2: the two transformer students of the multi30k smoke run again side by side, one failing (its
-    TRAIN_CMD exits 3): one line names it, the other finishes and keeps its stamp."""
+def without_transformer_students(smoke_run, tmp_path):
+    """(script, env, copy): a copy of the multi30k smoke run's work without its two transformer students, for
+    training them again side by side (the other smoke runs have none: skipped)."""
     name, script, env, work, _ = smoke_run
     if name != "multi30k_en_de":
         pytest.skip("the multi30k smoke run has the two transformer students")
@@ -210,6 +210,13 @@ def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_r
     shutil.copytree(work, copy, symlinks=True)
     for s in ("student_tf_nll", "student_tf_seqkd"):
         shutil.rmtree(copy / s)
+    return script, env, copy
+
+
+def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_run, tmp_path):
+    """STUDENT_JOBS=2: the two transformer students of the multi30k smoke run again side by side, one failing (its
+    TRAIN_CMD exits 3): one line names it, the other finishes and keeps its stamp."""
+    script, env, copy = without_transformer_students(smoke_run, tmp_path)
     fake = tmp_path / "train.sh"
     fake.write_text('#!/bin/bash\ncase "$*" in *student_tf_seqkd*) echo "no such luck" >&2; exit 3 ;; esac\n'
                     'exec fairseq-train "$@"\n')
@@ -228,13 +235,7 @@ def test_a_failed_student_side_by_side_stops_the_run_and_keeps_the_other(smoke_r
 def test_an_interrupted_run_stops_the_students_side_by_side(smoke_run, tmp_path):
     """Students side by side run in the background, where bash ignores SIGINT for them: Ctrl-C (SIGINT to the
     recipe's process group) must still stop both, with one line, and stamp neither."""
-    name, script, env, work, _ = smoke_run
-    if name != "multi30k_en_de":
-        pytest.skip("the multi30k smoke run has the two transformer students")
-    copy = tmp_path / "w"
-    shutil.copytree(work, copy, symlinks=True)
-    for s in ("student_tf_nll", "student_tf_seqkd"):
-        shutil.rmtree(copy / s)
+    script, env, copy = without_transformer_students(smoke_run, tmp_path)
     fake = tmp_path / "train.sh"  # a "training" that records its pid and waits
     fake.write_text('#!/bin/bash\nwhile [ $# -gt 0 ]; do [ "$1" = --save-dir ] && d=$2; shift; done\n'
                     'mkdir -p "$d" && echo $$ > "$d/pid" && exec sleep 120\n')
