@@ -20,13 +20,13 @@
 #   prune            best student by greedy valid BLEU, pruned class-blind to $PRUNE_RATIOS and retrained
 #                    with $PRUNE_OBJECTIVE (0.0: retrained unpruned, the reference of the pruning targets);
 #                    PRUNE_RATIOS= (set and empty) leaves this stage out
-#   compress         every model without optimizer state (models/, the dense fp32 files), and the
-#                    $PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8; with no pruning, the best
-#                    student in int8 for its fastest engine instead (a CTranslate2 int8 export of a transformer,
+#   compress         every model without optimizer state (models/, the dense fp32 files), the $PRUNE_COMPRESS_RATIO
+#                    pruned model as sparse and as sparse+int8, and the best student (the one pruned, else the best
+#                    greedy valid BLEU) in int8 for its fastest engine (a CTranslate2 int8 export of a transformer,
 #                    a fairseq-kd-compress --int8 file of a kd_lstm)
-#   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps)
-#                    and batch 1 (LATENCY_SENTENCES=0: batched only), with fairseq and with each model's fastest
-#                    engine ($SPEED_ENGINES)
+#   speed            every model: greedy and beam $BEAM, batched (all of test, with BLEU; hypotheses in $WORK/hyps),
+#                    and all but the pruned ones at batch 1 (LATENCY_SENTENCES=0: batched only), with fairseq and
+#                    with each model's fastest engine ($SPEED_ENGINES)
 #   report           table (markdown), Pareto plot (PNG), results JSON and $WORK/results.md with the targets
 #
 # STAGE=name starts at that stage (clearing its stamp and the later ones); STOP_AFTER=name ends after it; DRY_RUN=1
@@ -43,12 +43,14 @@
 # STUDENT_ARCHS: the student tracks, TRACK=ARCH each (a track name is letters and digits); STUDENTS: TRACK_OBJECTIVE
 : "${STUDENT_ARCHS:=lstm=kd_lstm_2x100}"
 : "${STUDENTS:=lstm_nll lstm_word_kd lstm_seqkd lstm_seqkd_seqinter lstm_seqkd_word_kd lstm_block_kd}"
-# budgets: at most *_EPOCHS epochs, at most *_HOURS hours of training (fairseq's --stop-time-hours, kept across
-# resumes; 0: no limit), the students (not the Seq-Inter fine-tuning, SEQ_INTER_EPOCHS) at most STUDENT_UPDATES
-# updates (0: no limit; a budget in updates trains the same student on any machine, one in hours does not), and with
-# PATIENCE=N the teacher and students stop after N validations without a better loss
+# budgets: at most *_EPOCHS epochs, at most *_UPDATES updates (fairseq's --max-update; 0: no limit; the students'
+# not for the Seq-Inter fine-tuning, SEQ_INTER_EPOCHS), at most *_HOURS hours of training (fairseq's
+# --stop-time-hours, kept across resumes; 0: no limit), whichever ends first, and with PATIENCE=N the teacher and
+# students stop after N validations without a better loss. A budget in updates trains the same model on any
+# machine, one in hours does not: hours are the guard that keeps a slow machine's run inside its time.
 : "${TEACHER_EPOCHS:=10}" "${STUDENT_EPOCHS:=10}" "${TEACHER_HOURS:=0}" "${STUDENT_HOURS:=0}" "${PATIENCE:=-1}"
-: "${STUDENT_UPDATES:=0}"
+: "${TEACHER_UPDATES:=0}" "${STUDENT_UPDATES:=0}"
+require_count TEACHER_UPDATES 0 "the teacher's updates, 0 for no limit"
 require_count STUDENT_UPDATES 0 "the students' updates, 0 for no limit"
 # STUDENT_JOBS=N: up to N students train side by side, each with THREADS/N threads (two 1-thread students side by
 # side trained 1.18x faster than one after the other at 2 threads: benchmarks/demo_calibration/threads.sh); with
@@ -56,8 +58,9 @@ require_count STUDENT_UPDATES 0 "the students' updates, 0 for no limit"
 : "${STUDENT_JOBS:=1}"
 require_count STUDENT_JOBS 1 "the students trained side by side"
 : "${TEACHER_AVERAGE:=0}"
-# TRACK_HOURS: a track's own student time share, TRACK=HOURS each (e.g. "lstm=0.12 tf=0.2"), over STUDENT_HOURS
-: "${TRACK_HOURS:=}"
+# TRACK_HOURS / TRACK_UPDATES: a track's own student budgets, TRACK=N each (e.g. TRACK_UPDATES="lstm=1500 tf=800"),
+# over STUDENT_HOURS / STUDENT_UPDATES
+: "${TRACK_HOURS:=}" "${TRACK_UPDATES:=}"
 # training settings by model family (kd_lstm*: LSTM_*, everything else: TRANSFORMER_*), for teachers and students
 : "${LSTM_LR:=0.002}" "${LSTM_ARGS:=}"
 : "${LSTM_OPTIM_ARGS:=--optimizer adam --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --clip-norm 5}"
@@ -182,6 +185,10 @@ check_students() {
     [[ $p =~ ^[A-Za-z0-9]+=[0-9]*\.?[0-9]+$ ]] || die "TRACK_HOURS entry '$p' is not TRACK=HOURS (e.g. ${STUDENT_ARCHS%%=*}=0.2)"
     track_arch "${p%%=*}" > /dev/null
   done
+  for p in $TRACK_UPDATES; do
+    [[ $p =~ ^[A-Za-z0-9]+=[0-9]+$ ]] || die "TRACK_UPDATES entry '$p' is not TRACK=UPDATES (e.g. ${STUDENT_ARCHS%%=*}=800)"
+    track_arch "${p%%=*}" > /dev/null
+  done
   for s in $STUDENTS; do
     case $s in *_*) ;; *) die "student '$s' in STUDENTS is not TRACK_OBJECTIVE (e.g. ${STUDENT_ARCHS%%=*}_$s)" ;; esac
     track_arch "${s%%_*}" > /dev/null
@@ -192,18 +199,21 @@ check_students() {
     case " $STUDENTS " in *" ${PRUNE_STUDENT#student_} "*) ;; *) die "PRUNE_STUDENT '$PRUNE_STUDENT' is not a student of this run (student_ + one of: $STUDENTS)" ;; esac
   fi
 }
-track_hours() {  # track_hours TRACK: the track's student hours, TRACK_HOURS over STUDENT_HOURS
-  local p hours=$STUDENT_HOURS
-  for p in $TRACK_HOURS; do [ "${p%%=*}" != "$1" ] || hours=${p#*=}; done
-  echo "$hours"
+track_budget() {  # track_budget TRACK DEFAULT TRACK=N...: the track's N, else DEFAULT
+  local p track=$1 value=$2; shift 2
+  for p in "$@"; do [ "${p%%=*}" != "$track" ] || value=${p#*=}; done
+  echo "$value"
 }
+# shellcheck disable=SC2086
+track_hours() { track_budget "$1" "$STUDENT_HOURS" $TRACK_HOURS; }  # track_hours TRACK: TRACK_HOURS over STUDENT_HOURS
 student_track() { local s=${1#student_}; echo "${s%%_*}"; }  # student_track student_TRACK_OBJECTIVE
 student_arch() { track_arch "$(student_track "$1")"; }
 student_epochs() {  # student_epochs student_TRACK_OBJECTIVE: its epoch budget (the Seq-Inter fine-tuning has its own)
   case $1 in *_seqkd_seqinter) echo "$SEQ_INTER_EPOCHS" ;; *) echo "$STUDENT_EPOCHS" ;; esac
 }
+# shellcheck disable=SC2086
 student_updates() {  # student_updates student_TRACK_OBJECTIVE: its update budget (none for the Seq-Inter fine-tuning)
-  case $1 in *_seqkd_seqinter) echo 0 ;; *) echo "$STUDENT_UPDATES" ;; esac
+  case $1 in *_seqkd_seqinter) echo 0 ;; *) track_budget "$(student_track "$1")" "$STUDENT_UPDATES" $TRACK_UPDATES ;; esac
 }
 family() { case $1 in kd_lstm*|lstm*) echo LSTM ;; *) echo TRANSFORMER ;; esac; }
 
@@ -261,7 +271,7 @@ word_kd_objective() {
 # teacher every later stage uses (eval/teacher_best.valid.json, eval/teacher_averaged.valid.json)
 if [ "$TEACHER_AVERAGE" -gt 0 ]; then TEACHER=$WORK/teacher/checkpoint_teacher.pt; fi
 teacher() {
-  local EPOCH_CHECKPOINTS=$TEACHER_AVERAGE
+  local EPOCH_CHECKPOINTS=$TEACHER_AVERAGE MAX_UPDATE=$TEACHER_UPDATES
   train teacher "$BIN" "$TEACHER_ARCH" "$TEACHER_EPOCHS" "$TEACHER_HOURS" "" "${NLL[@]}" "${STOPPING[@]}"
   if [ "$TEACHER_AVERAGE" -gt 0 ]; then
     local t=$WORK/teacher n choice
@@ -425,21 +435,20 @@ trained_models() {  # every model the pipeline trained, in table order
 }
 
 # models/NAME.pt: each model without its optimizer state (the dense fp32 file one deploys and compares),
-# and the compressed models (compressed_models): the PRUNE_COMPRESS_RATIO model as sparse and as sparse+int8, or
-# with no pruning the best student in int8 for its fastest engine (models/<student>_int8: a CTranslate2 export of
-# a transformer, a fairseq-kd-compress file of a kd_lstm)
+# and the compressed models (compressed_models): the PRUNE_COMPRESS_RATIO pruned model as sparse and as sparse+int8
+# (with pruning), and the best student (the one pruned, else the best greedy valid BLEU) in int8 for its fastest
+# engine (models/<student>_int8: a CTranslate2 export of a transformer, a fairseq-kd-compress file of a kd_lstm)
 compressed_models() {  # NAME PATH, a line each
   local c=$PRUNE_COMPRESS_RATIO best
   if [ -n "$PRUNE_RATIOS" ]; then
     echo "pruned_${c}_sparse $WORK/models/pruned_${c}_sparse.pt"
     echo "pruned_${c}_sparse_int8 $WORK/models/pruned_${c}_sparse_int8.pt"
-  else
-    best=$(cat "$WORK/best_student.txt")
-    case $(family "$(student_arch "$best")") in
-      LSTM) echo "${best}_int8 $WORK/models/${best}_int8.pt" ;;
-      *) echo "${best}_int8 $WORK/models/${best}_int8" ;;
-    esac
   fi
+  best=$(cat "$WORK/best_student.txt")
+  case $(family "$(student_arch "$best")") in
+    LSTM) echo "${best}_int8 $WORK/models/${best}_int8.pt" ;;
+    *) echo "${best}_int8 $WORK/models/${best}_int8" ;;
+  esac
 }
 compress() {
   local m c=$PRUNE_COMPRESS_RATIO best
@@ -450,51 +459,57 @@ compress() {
     require_file "$WORK/pruned_$c/checkpoint_best.pt" "(PRUNE_COMPRESS_RATIO must be one of PRUNE_RATIOS)"
     fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --output "$WORK/models/pruned_${c}_sparse.pt"
     fairseq-kd-compress "$WORK/pruned_$c/checkpoint_best.pt" --sparse --int8 --output "$WORK/models/pruned_${c}_sparse_int8.pt"
-    return
+    best=$(cat "$WORK/pruned_student.txt")
+  else
+    best=$(best_student)
   fi
-  best=$(best_student)
   echo "$best" > "$WORK/best_student.txt"
-  log "no pruning (PRUNE_RATIOS is empty): $best (best greedy valid BLEU among the students) in int8"
+  log "$best (${PRUNE_RATIOS:+the student pruned, }best greedy valid BLEU among the students) in int8 for its fastest engine"
   local name path
-  read -r name path < <(compressed_models)
-  case $path in  # compressed_models chose the form by the student's family
-    *.pt) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$path" ;;
-    *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
-         --output "$path" --force ;;
-  esac
+  while read -r name path; do
+    [ "$name" = "${best}_int8" ] || continue
+    case $path in  # compressed_models chose the form by the student's family
+      *.pt) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$path" ;;
+      *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
+           --output "$path" --force ;;
+    esac
+  done < <(compressed_models)
 }
 
+# every model batched (all of test, with BLEU); at batch 1 (LATENCY_SENTENCES) the models of the speed targets only:
+# the teacher, the students and the best student's int8 form (the pruned models have their student's shape)
 speed() {
-  local models=() m path
+  local models=() latency=() m path
   for m in $(trained_models); do
     require_file "$WORK/models/$m.pt" "(written by the compress stage)"
     models+=(--path "$WORK/models/$m.pt" --name "$m")
+    [[ $m == pruned_* ]] || latency+=(--path "$WORK/models/$m.pt" --name "$m")
   done
   while read -r m path; do
     [ -e "$path" ] || die "missing input: $path (written by the compress stage)"
     models+=(--path "$path" --name "$m")
+    [[ $m == pruned_* ]] || latency+=(--path "$path" --name "$m")
   done < <(compressed_models)
   local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
-                --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" "${models[@]}" --hyp-dir "$WORK/hyps")
+                --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" --hyp-dir "$WORK/hyps")
   # shellcheck disable=SC2206
   common+=($GEN_ARGS $SPEED_GEN_ARGS)
   [ "$SPEED_INTERLEAVE" = 1 ] && common+=(--interleave)
   # shellcheck disable=SC2206
   common+=(--engine $SPEED_ENGINES)
-  fairseq-kd-speed "${common[@]}" --batch-size 64 --repeats "$SPEED_REPEATS" --warmup 1 --output "$WORK/speed_batched.json"
+  fairseq-kd-speed "${common[@]}" "${models[@]}" --batch-size 64 --repeats "$SPEED_REPEATS" --warmup 1 \
+    --output "$WORK/speed_batched.json"
   rm -f "$WORK/speed_batch1.json"  # a rerun with LATENCY_SENTENCES=0 does not report an older run's rows
   [ "$LATENCY_SENTENCES" -gt 0 ] || { log "LATENCY_SENTENCES=0: no batch-1 rows"; return 0; }
-  fairseq-kd-speed "${common[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" --repeats "$SPEED_REPEATS" --warmup 5 \
-    --output "$WORK/speed_batch1.json"
+  fairseq-kd-speed "${common[@]}" "${latency[@]}" --batch-size 1 --max-sentences "$LATENCY_SENTENCES" \
+    --repeats "$SPEED_REPEATS" --warmup 5 --output "$WORK/speed_batch1.json"
 }
 
 report() {
-  local compressed
+  local compressed=(--best-student "$(cat "$WORK/best_student.txt")")
   if [ -n "$PRUNE_RATIOS" ]; then
     # shellcheck disable=SC2206
-    compressed=(--pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS --compress-ratio "$PRUNE_COMPRESS_RATIO")
-  else
-    compressed=(--best-student "$(cat "$WORK/best_student.txt")")
+    compressed+=(--pruned-student "$(cat "$WORK/pruned_student.txt")" --prune-ratios $PRUNE_RATIOS --compress-ratio "$PRUNE_COMPRESS_RATIO")
   fi
   mkdir -p "$RESULTS_DIR"
   fairseq-kd-table "$WORK/speed_batched.json" --reference teacher --output-md "$WORK/table_batched.md" \
@@ -594,7 +609,7 @@ run_pipeline() {
   [ -z "${STOP_AFTER:-}" ] || case $seen in *" $STOP_AFTER "*) ;; *) die "unknown STOP_AFTER '$STOP_AFTER' (stages: ${stages[*]})" ;; esac
   if [ "${DRY_RUN:-0}" = 1 ]; then  # the checks above passed: say what would run, touch nothing
     log "DRY_RUN=1: the checks passed; stages: ${stages[*]}"
-    log "  teacher: $TEACHER_ARCH, at most $TEACHER_EPOCHS epochs and $TEACHER_HOURS h (0: no limit)"
+    log "  teacher: $TEACHER_ARCH, at most $TEACHER_EPOCHS epochs, $TEACHER_UPDATES updates and $TEACHER_HOURS h (0: no limit)"
     local trained=()
     for s in "${stages[@]}"; do [[ $s != student_* ]] || trained+=("$s"); done
     for s in "${trained[@]}"; do

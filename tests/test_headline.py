@@ -94,3 +94,31 @@ def test_readme_headline_is_the_committed_results():
     block = text.split(headline.BEGIN + "\n", 1)[1].split("\n" + headline.END, 1)[0]
     expected = headline.table(json.loads((ROOT / "docs" / "results" / "multi30k.json").read_text()))
     assert block.splitlines() == expected, "python recipes/headline.py docs/results/multi30k.json --readme README.md"
+
+
+@pytest.mark.parametrize("int8_bleu,counted", [(25.0, True), (24.9, False)])
+def test_the_speed_targets_count_the_best_students_int8_form_within_0_3_bleu(int8_bleu, counted):
+    """The best student's int8 model (<student>_int8, the compress stage's) counts for its speed when its greedy BLEU
+    is at most 0.3 below the student's on the same engine (issue #24): 25.25 - 0.25 counts, 25.25 - 0.35 does not.
+    It is never a candidate best student of its own."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    r = results()
+    for x in r["batched"]["results"] + r["batch1"]["results"]:
+        x["model"] = {"student": "student_tf_seqkd", "small": "student_tf_nll"}.get(x["model"], x["model"])
+    r["batched"]["results"] += [row("student_tf_seqkd", "ctranslate2", 1, 7000.0, 25.25),
+                                row("student_tf_seqkd_int8", "ctranslate2", 1, 9000.0, int8_bleu),
+                                row("student_tf_seqkd_int8", "fairseq", 1, 3000.0, int8_bleu + 5)]  # never the best student
+    r["batch1"]["results"] += [dict(row("student_tf_seqkd_int8", "ctranslate2", 1, 4500.0, int8_bleu), batch_size=1)]
+    r["batched"]["data"] = {}
+    out = {t["key"]: t for t in report.targets(r["batched"], r["batch1"], None, None) if "key" in t}
+    assert out["best_vs_teacher"]["model"] == "student_tf_seqkd"
+    # the teacher's beam 5: 400 words/s batched, 40 at batch 1
+    if counted:
+        assert out["speed_batched"]["measured"] == "student_tf_seqkd_int8 9000 (ctranslate2) vs 400 words/s (22.5x)"
+        assert out["speed_batched"]["status"] == "met"
+        assert out["speed_batch1"]["measured"] == "student_tf_seqkd_int8 4500 (ctranslate2) vs 40 words/s (112.5x)"
+    else:
+        assert out["speed_batched"]["measured"] == "student_tf_seqkd 7000 (ctranslate2) vs 400 words/s (17.5x)"
+        assert out["speed_batched"]["status"] == "not met"
+        assert out["speed_batch1"]["measured"] == "student_tf_seqkd 100 (fairseq) vs 40 words/s (2.5x)"

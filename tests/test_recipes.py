@@ -41,8 +41,13 @@ def students(name):
     return LSTM_STUDENTS
 
 
-def models(name):
-    return ["teacher", *students(name), *PRUNED, *COMPRESSED]
+def models(name, work=None, setting="batched"):
+    """The speed stage's models: every one batched; at batch 1 all but the pruned ones (and their compressed files).
+    With `work`, the best student's int8 model too (named in best_student.txt)."""
+    int8 = [f"{(work / 'best_student.txt').read_text().strip()}_int8"] if work else []
+    if setting == "batch1":
+        return ["teacher", *students(name), *int8]
+    return ["teacher", *students(name), *PRUNED, *COMPRESSED, *int8]
 
 
 def caches(name):
@@ -59,6 +64,8 @@ def engines(name, model):
     pruned_transformer = name in TRANSFORMERS and model.startswith("pruned_")  # the multi30k run prunes student_tf_seqkd
     if model in COMPRESSED and pruned_transformer:
         return {"fairseq"}  # fairseq-kd-compress files of a transformer: fairseq only (export the checkpoint instead)
+    if model.endswith("_int8") and model[:-len("_int8")] in TRANSFORMERS.get(name, []):
+        return {"ctranslate2"}  # a CTranslate2 export
     transformer = model in TRANSFORMERS.get(name, []) or pruned_transformer
     return {"fairseq", "ctranslate2" if transformer else "fast"}
 
@@ -134,20 +141,20 @@ def test_smoke_every_stage_ran(smoke_run):
 
 def test_smoke_table_has_every_model(smoke_run):
     name, _, _, work, _ = smoke_run
-    every = models(name)
+    every = models(name, work)
     results = json.loads((work / "results.json").read_text())
     for setting in ("batched", "batch1"):
-        assert {r["model"] for r in results[setting]["results"]} == set(every), setting
+        assert {r["model"] for r in results[setting]["results"]} == set(models(name, work, setting)), setting
         assert {(r["beam"], r["batch_size"]) for r in results[setting]["results"]} == (
             {(1, 64), (2, 64)} if setting == "batched" else {(1, 1), (2, 1)})
         # SPEED_ENGINES="fairseq auto": every model also through its fastest engine, on this slice of real data. The
         # fast kd_lstm decoder gives the same greedy output on every sentence and the same beam output on nearly
         # every one; CTranslate2 computes in its own order, so a near-tie of these tiny models may go the other way
         by = {(r["model"], r["engine"], r["beam"]): r for r in results[setting]["results"]}
-        for model in every:
+        for model in models(name, work, setting):
             assert {e for (m, e, _) in by if m == model} == engines(name, model), (setting, model)
         for (model, engine, beam), row in by.items():
-            if engine != "fairseq":
+            if engine != "fairseq" and (model, "fairseq", beam) in by:  # a CTranslate2 export has no fairseq rows
                 ours, theirs = (open(r["hypotheses"]).read().splitlines() for r in (row, by[model, "fairseq", beam]))
                 same = sum(a == b for a, b in zip(ours, theirs))
                 least = {("fast", 1): 1.0, ("fast", 2): 0.95, ("ctranslate2", 1): 0.95, ("ctranslate2", 2): 0.8}
@@ -160,19 +167,20 @@ def test_smoke_table_has_every_model(smoke_run):
     assert "sacreBLEU signature: `nrefs:1" in md
     # the teacher's goal (multi30k only), each distilled student against its track's NLL one (multi30k: lstm_seqkd,
     # tf_seqkd, tf_seqkd_word_kd; WMT14: the five LSTM objectives; IWSLT: lstm_seqkd), the best small student's BLEU
-    # and speed (batched, batch 1), pruning (4) and compression (3)
+    # and speed (batched, batch 1), pruning (4), compression (3) and the best student in int8 (greedy, beam)
     versus_nll = {"multi30k_en_de": 3, "wmt14_en_de": 5, "iwslt": 1}[name]
     assert [t["key"] for t in results["targets"] if "_vs_nll:" in t.get("key", "")] == [
         f"{s.split('_', 2)[2]}_vs_nll:{s.split('_', 2)[1]}" for s in students(name) if not s.endswith("_nll")]
-    assert len(results["targets"]) == (name == "multi30k_en_de") + versus_nll + 3 + 4 + 3
+    assert len(results["targets"]) == (name == "multi30k_en_de") + versus_nll + 3 + 4 + 3 + 2
     # the best-student targets need a student 2.5x smaller than the teacher: only the multi30k run has one (the
     # others' smoke teacher is the students' size)
     measured = [t for t in results["targets"] if t["status"] != "not measured"]
     assert {t["status"] for t in measured} <= {"met", "not met"}
     assert len(results["targets"]) - len(measured) == (0 if name == "multi30k_en_de" else 3), results["targets"]
     # every BLEU difference comes with sacreBLEU's paired bootstrap test
-    tested = [t for t in measured if "BLEU" in t["target"] and "teacher beam 2 >=" not in t["target"]]
-    assert len(tested) == versus_nll + (name == "multi30k_en_de") + 4 + 2
+    tested = [t for t in measured if "BLEU" in t["target"] and "teacher beam 2 >=" not in t["target"]
+              and not t.get("key", "").startswith("speed_")]
+    assert len(tested) == versus_nll + (name == "multi30k_en_de") + 4 + 2 + 2
     for t in tested:
         assert t["paired_bs"]["ci95"][0] <= t["paired_bs"]["delta"] <= t["paired_bs"]["ci95"][1], t
         assert f"{t['paired_bs']['delta']:+.2f}, 95% CI" in t["measured"] and "p = " in t["measured"]
@@ -278,6 +286,8 @@ def test_unknown_prune_objective_is_refused_before_any_stage(tmp_path):
      "student track 'big_one' in STUDENT_ARCHS: a track name is letters and digits"),
     ({"TRACK_HOURS": "tf=0.2 lstm"}, "TRACK_HOURS entry 'lstm' is not TRACK=HOURS (e.g. lstm=0.2)"),
     ({"TRACK_HOURS": "gpu=0.2"}, "unknown student track 'gpu' (STUDENT_ARCHS: lstm=kd_lstm_1x32"),
+    ({"TRACK_UPDATES": "tf=0.5"}, "TRACK_UPDATES entry 'tf=0.5' is not TRACK=UPDATES (e.g. lstm=800)"),
+    ({"TRACK_UPDATES": "lstm=800 gpu=800"}, "unknown student track 'gpu' (STUDENT_ARCHS: lstm=kd_lstm_1x32"),
     ({"PRUNE_STUDENT": "student_tf_word_kd"},
      "PRUNE_STUDENT 'student_tf_word_kd' is not a student of this run (student_ + one of: lstm_nll lstm_seqkd"),
 ])
@@ -334,6 +344,7 @@ def test_distill_beam_out_of_range_is_refused_before_any_stage(tmp_path, beam):
 @pytest.mark.parametrize("knob,what", [
     ("LATENCY_SENTENCES", "the test sentences of the batch-1 speed rows, 0 for none"),
     ("STUDENT_UPDATES", "the students' updates, 0 for no limit"),
+    ("TEACHER_UPDATES", "the teacher's updates, 0 for no limit"),
 ])
 @pytest.mark.parametrize("count", ["ten", "-1", "2.5"])
 def test_counts_out_of_range_are_refused_before_any_stage(tmp_path, knob, what, count):

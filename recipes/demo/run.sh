@@ -30,9 +30,9 @@ else
   # ones (a teacher cut at 4.5 minutes wrote looping Seq-KD data its student fell to 4.1 BLEU on; students given
   # 1.5 minutes made 300-413 updates and 2.3-7.6 BLEU); the students 600 updates each, what fits 12 minutes (their
   # greedy valid BLEU by updates: docs/results/demo_calibration/student_curve_*.md)
-  export TEACHER_EPOCHS=${TEACHER_EPOCHS:-2} TEACHER_HOURS=${TEACHER_HOURS:-0} TEACHER_AVERAGE=${TEACHER_AVERAGE:-0}
-  export STUDENT_UPDATES=${STUDENT_UPDATES:-600} STUDENT_HOURS=${STUDENT_HOURS:-0}
-  export TRACK_HOURS=${TRACK_HOURS-}  # not the full recipe's track shares
+  export TEACHER_EPOCHS=${TEACHER_EPOCHS:-2} TEACHER_UPDATES=${TEACHER_UPDATES:-0} TEACHER_HOURS=${TEACHER_HOURS:-0}
+  export TEACHER_AVERAGE=${TEACHER_AVERAGE:-0} STUDENT_UPDATES=${STUDENT_UPDATES:-600} STUDENT_HOURS=${STUDENT_HOURS:-0}
+  export TRACK_HOURS=${TRACK_HOURS-} TRACK_UPDATES=${TRACK_UPDATES-}  # not the full recipe's track budgets
   export TRANSFORMER_LR=${TRANSFORMER_LR:-0.003}
   export TRANSFORMER_OPTIM_ARGS=${TRANSFORMER_OPTIM_ARGS:---optimizer adam --adam-betas (0.9,0.98) --lr-scheduler inverse_sqrt --warmup-updates 200}
   export TRANSFORMER_BATCH_ARGS=${TRANSFORMER_BATCH_ARGS:---max-tokens 2048}
