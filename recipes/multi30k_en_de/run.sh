@@ -38,8 +38,8 @@ else
     for entry in "$@"; do case " $STUDENT_ARCHS " in *" ${entry%%=*}="*) out="$out $entry" ;; esac; done
     echo "${out# }"
   }
-  [ -n "${TRACK_UPDATES+set}" ] || TRACK_UPDATES=$(track_defaults lstm=1200 tf=800)
-  [ -n "${TRACK_HOURS+set}" ] || TRACK_HOURS=$(track_defaults lstm=0.2 tf=0.33)
+  [ -n "${TRACK_UPDATES+set}" ] || TRACK_UPDATES=$(track_defaults lstm=2400 tf=1400)
+  [ -n "${TRACK_HOURS+set}" ] || TRACK_HOURS=$(track_defaults lstm=0.3 tf=0.5)
   : "${SEQ_INTER_EPOCHS:=1}" "${LATENCY_SENTENCES:=100}"
   # pruning (docs/experiments/2026-11-27-lr-rewinding.md): retrained at the student's own learning rate, the cubic
   # schedule over its first epoch (in the student's own updates), masks recomputed every 20 updates, the first
