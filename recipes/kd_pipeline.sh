@@ -445,9 +445,12 @@ compressed_models() {  # NAME PATH, a line each
     echo "pruned_${c}_sparse_int8 $WORK/models/pruned_${c}_sparse_int8.pt"
   fi
   best=$(cat "$WORK/best_student.txt")
-  case $(family "$(student_arch "$best")") in
-    LSTM) echo "${best}_int8 $WORK/models/${best}_int8.pt" ;;
-    *) echo "${best}_int8 $WORK/models/${best}_int8" ;;
+  echo "${best}_int8 $(int8_model_path "$best")"
+}
+int8_model_path() {  # int8_model_path STUDENT: its int8 form for its fastest engine (a kd_lstm file, a CTranslate2 directory)
+  case $(family "$(student_arch "$1")") in
+    LSTM) echo "$WORK/models/${1}_int8.pt" ;;
+    *) echo "$WORK/models/${1}_int8" ;;
   esac
 }
 compress() {
@@ -465,31 +468,24 @@ compress() {
   fi
   echo "$best" > "$WORK/best_student.txt"
   log "$best (${PRUNE_RATIOS:+the student pruned, }best greedy valid BLEU among the students) in int8 for its fastest engine"
-  local name path
-  while read -r name path; do
-    [ "$name" = "${best}_int8" ] || continue
-    case $path in  # compressed_models chose the form by the student's family
-      *.pt) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$path" ;;
-      *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
-           --output "$path" --force ;;
-    esac
-  done < <(compressed_models)
+  local path
+  path=$(int8_model_path "$best")
+  case $path in
+    *.pt) fairseq-kd-compress "$(model_path "$best")" --int8 --output "$path" ;;
+    *) fairseq-kd-export "$(model_path "$best")" --data "$BIN" --format ctranslate2 --quantization int8 \
+         --output "$path" --force ;;
+  esac
 }
 
 # every model batched (all of test, with BLEU); at batch 1 (LATENCY_SENTENCES) the models of the speed targets only:
 # the teacher, the students and the best student's int8 form (the pruned models have their student's shape)
 speed() {
   local models=() latency=() m path
-  for m in $(trained_models); do
-    require_file "$WORK/models/$m.pt" "(written by the compress stage)"
-    models+=(--path "$WORK/models/$m.pt" --name "$m")
-    [[ $m == pruned_* ]] || latency+=(--path "$WORK/models/$m.pt" --name "$m")
-  done
   while read -r m path; do
-    [ -e "$path" ] || die "missing input: $path (written by the compress stage)"
+    [ -s "$path" ] || [ -d "$path" ] || die "missing input: $path (written by the compress stage)"
     models+=(--path "$path" --name "$m")
     [[ $m == pruned_* ]] || latency+=(--path "$path" --name "$m")
-  done < <(compressed_models)
+  done < <(for m in $(trained_models); do echo "$m $WORK/models/$m.pt"; done; compressed_models)
   local common=("$BIN" --user-dir "$USER_DIR" --gen-subset test --threads "$THREADS" --beam 1 "$BEAM"
                 --ref "$WORK/raw/test.ref.$TGT" "${POST_PROCESS[@]}" "${DETOK[@]}" --hyp-dir "$WORK/hyps")
   # shellcheck disable=SC2206

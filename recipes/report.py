@@ -192,6 +192,8 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
                           f"teacher beam {beam} words/s in fairseq ({label})", None if None in (s, t) else s >= goal * t,
                           None if None in (s, t) else f"{fast['model']} {s:.0f} ({engine}) vs {t:.0f} words/s ({s / t:.1f}x)",
                           f">= {goal}x", key="speed_" + label.replace(" ", "")))
+        if None not in (s, t):  # for readers of the JSON (the demo's summary): the form and engine counted
+            out[-1].update(model=fast["model"], engine=engine, words_per_s=s, teacher_words_per_s=t)
 
     if pruned_student:
         out += pruning_targets(b, bleu, test, pruned_student, compress_ratio, beam, bs)
@@ -203,19 +205,22 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
 INT8_LOSS = 0.3  # the greedy BLEU an int8 form may lose and still count for its student's speed (issue #24)
 
 
+def rows_at(batched, bs):
+    """The rows at batch size `bs`, by (model, engine, beam)."""
+    return {(r["model"], r.get("engine", "fairseq"), r["beam"]): r for r in batched["results"] if r["batch_size"] == bs}
+
+
 def int8_within(batched, student, loss):
     """The engines on which <student>_int8's batched greedy BLEU is at least the student's (same engine) less `loss`."""
-    bs = max(r["batch_size"] for r in batched["results"])
-    rows = {(r["model"], r.get("engine", "fairseq")): r for r in batched["results"]
-            if r["batch_size"] == bs and r["beam"] == 1 and "bleu" in r}
-    return {e for (m, e), q in rows.items()
-            if m == f"{student}_int8" and (student, e) in rows and q["bleu"] >= rows[student, e]["bleu"] - loss}
+    rows = rows_at(batched, max(r["batch_size"] for r in batched["results"]))
+    bleu = {(m, e): r["bleu"] for (m, e, k), r in rows.items() if k == 1 and "bleu" in r}
+    return {e for (m, e), q in bleu.items() if m == f"{student}_int8" and (student, e) in bleu and q >= bleu[student, e] - loss}
 
 
 def int8_targets(batched, student, beam, bs):
     """The best student's int8 model (<student>_int8) loses at most 0.3 BLEU against the student decoded by the same
     engine (a CTranslate2 export has CTranslate2's rows only)."""
-    rows = {(r["model"], r.get("engine", "fairseq"), r["beam"]): r for r in batched["results"] if r["batch_size"] == bs}
+    rows = rows_at(batched, bs)
     small = f"{student}_int8"
     engines = [e for (m, e, k) in rows if m == small and k == 1]
     engine = "fairseq" if "fairseq" in engines else engines[0] if engines else None

@@ -442,15 +442,15 @@ def test_iwslt_th_en_needs_raw_dir(tmp_path):
      ["stages: prepare teacher seqkd_data topk_seqkd student_lstm_nll student_lstm_seqkd student_tf_nll "
       "student_tf_seqkd student_tf_seqkd_word_kd prune compress speed report",
       "teacher: kd_transformer_e3d3_256, at most 100 epochs, 1400 updates and 0.7 h",
-      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 1200 updates and 0.2 h",
-      "student_tf_seqkd: kd_transformer_e6d1_128, at most 100 epochs, 800 updates and 0.33 h",
+      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 2400 updates and 0.3 h",
+      "student_tf_seqkd: kd_transformer_e6d1_128, at most 100 epochs, 1400 updates and 0.5 h",
       "student batch 1 (STUDENT_JOBS=2), 1 thread(s) each: student_lstm_nll student_lstm_seqkd\n",
       "student batch 2 (STUDENT_JOBS=2), 1 thread(s) each: student_tf_nll student_tf_seqkd\n",
       "student batch 3 (STUDENT_JOBS=2), 2 thread(s) each: student_tf_seqkd_word_kd\n"]),
     # one track of the two: its own budgets, none asked for the other
     ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "tf=kd_transformer_e6d1_64", "STUDENTS": "tf_nll"},
      ["stages: prepare teacher student_tf_nll prune compress speed report",
-      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs, 800 updates and 0.33 h"]),
+      "student_tf_nll: kd_transformer_e6d1_64, at most 100 epochs, 1400 updates and 0.5 h"]),
     ("recipes/multi30k_en_de/run.sh", {"STUDENT_ARCHS": "lstm=kd_lstm_1x128", "STUDENTS": "lstm_nll", "TRACK_HOURS": "",
                                        "TRACK_UPDATES": "", "STUDENT_UPDATES": "700"},
      ["student_lstm_nll: kd_lstm_1x128, at most 100 epochs, 700 updates and 0.15 h"]),
@@ -459,8 +459,8 @@ def test_iwslt_th_en_needs_raw_dir(tmp_path):
                                        "TEACHER_UPDATES": "0"},
      ["stages: prepare teacher seqkd_data student_lstm_seqkd student_lstm_seqkd_seqinter prune compress speed report",
       "teacher: kd_transformer_e3d3_256, at most 100 epochs, 0 updates and 0.7 h",
-      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 900 updates and 0.2 h",
-      "student_lstm_seqkd_seqinter: kd_lstm_1x128, at most 1 epochs, 0 updates and 0.2 h"]),
+      "student_lstm_seqkd: kd_lstm_1x128, at most 100 epochs, 900 updates and 0.3 h",
+      "student_lstm_seqkd_seqinter: kd_lstm_1x128, at most 1 epochs, 0 updates and 0.3 h"]),
     # students side by side: the teacher's outputs before the first student; batches of STUDENT_JOBS, each student
     # with THREADS / STUDENT_JOBS threads, the Seq-Inter fine-tuning after the Seq-KD student it starts from (which
     # trains even when not asked for)
