@@ -122,8 +122,7 @@ class CheckpointTranslator:
             sample = inference.collate(dataset, batch_ids, False)
             hypos = self.task.inference_step(self.generator, self.loaded.models, sample)
             for i, sid in enumerate(sample["id"].tolist()):
-                ids = hypos[i][0]["tokens"].int().cpu()
-                out[sid] = tgt_dict.string(ids, extra_symbols_to_ignore={tgt_dict.bos(), tgt_dict.eos()}).split()
+                out[sid] = inference.ids_string(tgt_dict, hypos[i][0]["tokens"]).split()
         return out
 
 
