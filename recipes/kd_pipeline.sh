@@ -577,14 +577,17 @@ run_students() {
     threads=$(student_threads ${#batch[@]})
     log "side by side (STUDENT_JOBS=$STUDENT_JOBS), $threads thread(s) each: ${batch[*]}"
     pids=()
+    # the trap before the first student starts: an interrupt arriving between the forks and a later trap would end
+    # the recipe by default while the students (SIGINT ignored in the background) train on and hold its stderr
+    # (a background subshell does not inherit the trap: bash resets trapped signals there)
+    trap 'for s in "${pids[@]}"; do kill_tree "$s"; done; wait
+          die "interrupted: stopped ${batch[*]} (rerun to resume them from their checkpoints)"' INT TERM
     for s in "${batch[@]}"; do
       ( export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
         THREADS=$threads STAGE_PREFIX="[$s] "
         run_stage "$s" student "${s#student_}" ) &
       pids+=("$!")
     done
-    trap 'for s in "${pids[@]}"; do kill_tree "$s"; done; wait
-          die "interrupted: stopped ${batch[*]} (rerun to resume them from their checkpoints)"' INT TERM
     failed=0
     for s in "${pids[@]}"; do wait "$s" || failed=$((failed + 1)); done
     trap - INT TERM
