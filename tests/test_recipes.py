@@ -251,8 +251,10 @@ def test_an_interrupted_run_stops_the_students_side_by_side(smoke_run, tmp_path)
     environ = clean_env()
     environ.update({"WORK": str(copy), "THREADS": "1", "SMOKE": "1", **env, "STUDENT_JOBS": "2",
                     "STAGE": "student_tf_nll", "STOP_AFTER": "student_tf_seqkd", "TRAIN_CMD": str(fake)})
+    # SIGINT at its default in the recipe, as in a terminal: a test run started as a background job (`cmd &`) has it
+    # ignored, inherited down to here, and a shell started with SIGINT ignored cannot trap it
     proc = subprocess.Popen(["bash", str(ROOT / script)], env=environ, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pids = [copy / s / "pid" for s in ("student_tf_nll", "student_tf_seqkd")]
     deadline = time.time() + 120
     while not all(p.exists() and p.read_text().strip() for p in pids) and time.time() < deadline:
