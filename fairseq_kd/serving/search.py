@@ -91,7 +91,8 @@ def _greedy(step_model, src_tokens, src_lengths, opts, pad, eos, unk, max_len):
     as long, looping hypotheses do; so the sum is formed as fairseq forms it.)"""
     bsz = src_tokens.size(0)
     state = step_model.start(src_tokens, src_lengths, 1)
-    out = torch.full((bsz, max_len + 1), pad, dtype=torch.long)
+    out = torch.full((bsz, max_len + 1), pad, dtype=torch.long)  # by sentence, filled as sentences finish
+    rows = out.clone()  # by row of the batch still decoding
     lengths = torch.zeros(bsz, dtype=torch.long)
     final = torch.zeros(bsz)
     alive = torch.arange(bsz)  # original sentence of each row
@@ -100,17 +101,19 @@ def _greedy(step_model, src_tokens, src_lengths, opts, pad, eos, unk, max_len):
     for step in range(max_len + 1):
         lprobs = torch.log_softmax(step_model.logits(prev, state), dim=-1)
         _mask(lprobs, step, opts, pad, eos, unk, max_len)
-        top_scores, top = torch.topk(lprobs + score, k=min(2, lprobs.size(1) - 1))
+        top_scores, top = torch.topk(lprobs.add_(score), k=min(2, lprobs.size(1) - 1))
         tok, score = top[:, 0], top_scores[:, :1]
-        out[alive, step] = tok
+        rows[:, step] = tok
         done = tok.eq(eos)
         if bool(done.any()):
-            lengths[alive[done]] = step + 1
-            final[alive[done]] = score[done, 0]
+            ended = alive[done]
+            out[ended] = rows[done]
+            lengths[ended] = step + 1
+            final[ended] = score[done, 0]
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
-            alive, tok, score = alive[keep], tok[keep], score[keep]
+            alive, tok, score, rows = alive[keep], tok[keep], score[keep], rows[keep]
             step_model.reorder(state, keep)
         prev = tok
     hypos = []
