@@ -122,3 +122,35 @@ def test_the_speed_targets_count_the_best_students_int8_form_within_0_3_bleu(int
         assert out["speed_batched"]["measured"] == "student_tf_seqkd 7000 (ctranslate2) vs 400 words/s (17.5x)"
         assert out["speed_batched"]["status"] == "not met"
         assert out["speed_batch1"]["measured"] == "student_tf_seqkd 100 (fairseq) vs 40 words/s (2.5x)"
+
+
+def test_the_best_student_is_chosen_on_valid_bleu_when_every_candidate_has_one():
+    """student_tf_seqkd leads on test (25.25 against 24.00); with valid BLEU for both, the valid leader
+    (student_tf_nll) is the best student, its gap to the teacher's beam 5 24.00 - 31.50; without one for each, test
+    chooses, and the target says which set chose."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    r = results()
+    for x in r["batched"]["results"]:
+        x["model"] = {"student": "student_tf_seqkd", "small": "student_tf_nll"}.get(x["model"], x["model"])
+    r["batched"]["data"] = {}
+
+    def best(valid):
+        out = {t["key"]: t for t in report.targets(r["batched"], None, None, None, valid_bleu=valid) if "key" in t}
+        return out["best_vs_teacher"]
+
+    chosen = best({"student_tf_seqkd": 20.0, "student_tf_nll": 20.5})
+    assert chosen["model"] == "student_tf_nll" and "chosen on valid BLEU" in chosen["target"]
+    assert chosen["measured"].startswith("student_tf_nll (2.00M params vs 9.00M) 24.00 vs 31.50 (-7.50")
+    for valid in (None, {"student_tf_nll": 20.5}):
+        chosen = best(valid)
+        assert chosen["model"] == "student_tf_seqkd" and "chosen on test BLEU" in chosen["target"]
+
+
+def test_valid_bleu_reads_the_eval_stage_files(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    (tmp_path / "eval").mkdir()
+    for name, bleu in (("student_tf_nll", 31.42), ("student_lstm_seqkd", 24.61), ("teacher", 34.0)):
+        (tmp_path / "eval" / f"{name}.valid.json").write_text(json.dumps({"results": [{"bleu": bleu}]}))
+    assert report.valid_bleu(tmp_path) == {"student_lstm_seqkd": 24.61, "student_tf_nll": 31.42}
