@@ -23,6 +23,7 @@ import argparse
 import functools
 import glob
 import json
+import math
 import os
 import platform
 
@@ -195,7 +196,7 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
         engine = fast.get("engine", "fairseq") if fast else None
         out.append(target(f"best student greedy (its fastest engine; int8 if <= {INT8_LOSS} BLEU lost) >= {goal}x "
                           f"teacher beam {beam} words/s in fairseq ({label})", None if None in (s, t) else s >= goal * t,
-                          None if None in (s, t) else f"{fast['model']} {s:.0f} ({engine}) vs {t:.0f} words/s ({s / t:.1f}x)",
+                          None if None in (s, t) else f"{fast['model']} {s:.0f} ({engine}) vs {t:.0f} words/s ({ratio_text(s / t)})",
                           f">= {goal}x", key="speed_" + label.replace(" ", "")))
         if None not in (s, t):  # for readers of the JSON (the demo's summary): the form and engine counted
             out[-1].update(model=fast["model"], engine=engine, words_per_s=s, teacher_words_per_s=t)
@@ -208,6 +209,11 @@ def targets(batched, batch1, pruned_student, compress_ratio, tracks=(), teacher_
 
 
 INT8_LOSS = 0.3  # the greedy BLEU an int8 form may lose and still count for its student's speed (issue #24)
+
+
+def ratio_text(ratio):
+    """'19.9x' for 19.99: cut, not rounded, to one decimal, so a ratio shown at a goal (20.0x) has met it."""
+    return f"{math.floor(ratio * 10 + 1e-9) / 10:.1f}x"
 
 
 def valid_bleu(work):

@@ -154,3 +154,12 @@ def test_valid_bleu_reads_the_eval_stage_files(tmp_path):
     for name, bleu in (("student_tf_nll", 31.42), ("student_lstm_seqkd", 24.61), ("teacher", 34.0)):
         (tmp_path / "eval" / f"{name}.valid.json").write_text(json.dumps({"results": [{"bleu": bleu}]}))
     assert report.valid_bleu(tmp_path) == {"student_lstm_seqkd": 24.61, "student_tf_nll": 31.42}
+
+
+def test_a_speed_ratio_is_cut_not_rounded():
+    """19.99x is shown 19.9x: a target shown at its goal (20.0x) must have met it (the 2026-12-06 run's int8 student
+    read '20.0x' and 'not met')."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    assert [report.ratio_text(x) for x in (17288 / 865, 20.0, 22.5, 112.5, 0.05, 2.3)] == ["19.9x", "20.0x", "22.5x",
+                                                                                       "112.5x", "0.0x", "2.3x"]
