@@ -163,3 +163,12 @@ def test_a_speed_ratio_is_cut_not_rounded():
     import report
     assert [report.ratio_text(x) for x in (17288 / 865, 20.0, 22.5, 112.5, 0.05, 2.3)] == ["19.9x", "20.0x", "22.5x",
                                                                                        "112.5x", "0.0x", "2.3x"]
+
+
+def test_the_report_labels_every_objective_the_recipe_trains():
+    """recipes/kd_pipeline.sh's OBJECTIVES and report.py's labelled ones (each compared with its track's NLL student)
+    are one list, kept in step by this test."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import report
+    line = next(x for x in (ROOT / "recipes" / "kd_pipeline.sh").read_text().splitlines() if x.startswith("OBJECTIVES="))
+    assert set(line.split("=", 1)[1].strip('"').split()) == {"nll"} | set(report.OBJECTIVES)
