@@ -7,8 +7,18 @@ from .errors import FairseqKDError
 
 
 def read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    """The file's lines; a missing, unreadable or non-UTF-8 file is one FairseqKDError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    except FileNotFoundError:
+        raise FairseqKDError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FairseqKDError(f"{path} is a directory, not a text file") from None
+    except UnicodeDecodeError as e:
+        raise FairseqKDError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise FairseqKDError(f"cannot read {path}: {e.strerror}") from None
 
 
 def detokenize(lines, detok=None, lang="de"):

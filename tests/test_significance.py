@@ -10,6 +10,8 @@ from fairseq_kd import significance
 from fairseq_kd.cli import score
 from fairseq_kd.errors import FairseqKDError
 
+from helpers import error_line, run, tool
+
 WORDS = "der die das ein eine mann frau hund katze läuft sitzt auf dem tisch im park mit einem ball".split()
 
 
@@ -90,3 +92,15 @@ def test_score_cli_paired_bs(tmp_path, capsys):
     short.write_text("ein hund\n", encoding="utf-8")
     with pytest.raises(FairseqKDError, match=f"1 hypotheses but 120 references: {short} does not cover"):
         score.main([str(paths["base"]), str(short), "--text", "--ref", str(paths["ref"]), "--paired-bs"])
+    # a file that is not there, a directory, bytes that are not UTF-8: one line naming it (the CLI's last stderr line)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Grüße\n".encode("latin-1"))
+    for bad, message in ((tmp_path / "nope.txt", "nope.txt: no such file"), (tmp_path, "is a directory, not a text file"),
+                         (latin, "latin1.txt is not UTF-8 text")):
+        with pytest.raises(FairseqKDError, match=message):
+            score.main([str(paths["base"]), str(bad), "--text", "--ref", str(paths["ref"]), "--paired-bs"])
+        with pytest.raises(FairseqKDError, match=message):
+            score.main([str(paths["base"]), "--ref", str(bad)])
+    proc = run([tool("fairseq-kd-score"), paths["base"], tmp_path / "missing.txt", "--text", "--ref", paths["ref"]],
+               check=False)
+    assert error_line(proc) == f"{tmp_path / 'missing.txt'}: no such file"

@@ -24,11 +24,10 @@ from ..outputs import atomic_write_text, output_file
 
 def read_hypotheses(gen_path):
     hyps = {}
-    with open(gen_path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("D-"):
-                tag, _score, *text = line.rstrip("\n").split("\t")
-                hyps[int(tag[2:])] = text[0] if text else ""
+    for line in read_lines(gen_path):
+        if line.startswith("D-"):
+            tag, _score, *text = line.split("\t")
+            hyps[int(tag[2:])] = text[0] if text else ""
     return [hyps[i] for i in sorted(hyps)], hyps
 
 
