@@ -120,7 +120,7 @@ def test_teacher_stays_frozen_and_outside_the_criterion(tiny_task):
         loss.backward()
         opt.step()
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
-    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert all(p.grad is None for p in teacher.parameters())  # every teacher call runs under no_grad
     assert not teacher.training
     assert list(crit.parameters()) == [] and crit.state_dict() == {}
 
