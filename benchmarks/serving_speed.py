@@ -314,12 +314,9 @@ def markdown(result):
     md += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in result["targets"]]
     md += ["", "## Batch 64 (whole test set)", "", f"`{b['command']}`", ""] + fmt_rows(b)
     md += ["", f"## Batch 1 (first {b1['data']['sentences']} sentences)", "", f"`{b1['command']}`", ""] + fmt_rows(b1)
-    md += ["", "## Output agreement with fairseq (batch 64 rows)", "",
-           "| model | engine | beam | identical sentences | BLEU | fairseq BLEU | Δ |", "|---|---|---|---|---|---|---|"]
     for title, rows in (("batch 64", result["agreement"]), ("batch 1", result["agreement_batch1"])):
-        if title == "batch 1":
-            md += ["", "## Output agreement with fairseq (batch 1 rows)", "",
-                   "| model | engine | beam | identical sentences | BLEU | fairseq BLEU | Δ |", "|---|---|---|---|---|---|---|"]
+        md += ["", f"## Output agreement with fairseq ({title} rows)", "",
+               "| model | engine | beam | identical sentences | BLEU | fairseq BLEU | Δ |", "|---|---|---|---|---|---|---|"]
         md += [f"| {x['model']} | {x['engine']} | {x['beam']} | {x['identical']}/{x['sentences']} | {x['bleu']:.2f} "
                f"| {x['bleu_fairseq']:.2f} | {x['bleu_delta']:+.2f} |" for x in rows]
     d = result.get("distill")

@@ -369,13 +369,12 @@ student_data() {
 
 best_student() {  # the student pruned and compressed: PRUNE_STUDENT, else the best greedy valid BLEU
   if [ "$PRUNE_STUDENT" != auto ]; then echo "student_${PRUNE_STUDENT#student_}"; return; fi
-  python3 - "$WORK/eval" $STUDENTS <<'EOF'
-import json, os, sys
-scores = {}
-for s in sys.argv[2:]:
-    path = os.path.join(sys.argv[1], f"student_{s}.valid.json")
-    if os.path.exists(path):
-        scores[f"student_{s}"] = json.load(open(path))["results"][0]["bleu"]
+  python3 - "$ROOT/recipes" "$WORK" $STUDENTS <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from report import valid_bleu  # the eval stage's files, as the report reads them
+found = valid_bleu(sys.argv[2])
+scores = {f"student_{s}": found[f"student_{s}"] for s in sys.argv[3:] if f"student_{s}" in found}
 print(max(scores, key=scores.get))
 EOF
 }
