@@ -59,6 +59,9 @@ def test_verdict_by_hand():
                                "words_per_s": 9500.0, "teacher_words_per_s": 500.0})
     assert summary.verdict(counted)[1].endswith("; 9,500 words/s (ctranslate2, its int8 form) against the teacher's "
                                                 "500 (fairseq, beam 5): 19.0x.")
+    # cut to one decimal as the report's targets are: 19.99x is not shown as 20.0x
+    counted["targets"][-1]["words_per_s"] = 9995.0
+    assert summary.verdict(counted)[1].endswith("(fairseq, beam 5): 19.9x.")
     met = results()
     met["targets"][1]["status"] = "met"
     assert len(summary.verdict(met)) == 2  # no such line when the target is met

@@ -17,6 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import headline  # noqa: E402  (recipes/headline.py)
+import report  # noqa: E402  (recipes/report.py)
 
 FULL_RUN = "docs/results/multi30k.md"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,7 +93,7 @@ def verdict(results):
                      f"the teacher's {teacher['params_total'] / 1e6:.2f}M): greedy {test['system']:.2f} against "
                      f"the teacher's beam {beam} {test['baseline']:.2f} ({test['delta']:+.2f}, {ci(test)}); "
                      f"{wps:,.0f} words/s ({engine}) against the teacher's {t_wps:,.0f} "
-                     f"(fairseq, beam {beam}): {wps / t_wps:.1f}x.")
+                     f"(fairseq, beam {beam}): {report.ratio_text(wps / t_wps)}.")
         if best.get("status") != "met":
             full = full_run_closeness()
             lines.append(f"Not within 1.0 BLEU of the teacher's beam {beam} (the goal): a demo's minutes cannot buy "
