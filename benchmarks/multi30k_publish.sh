@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${RUN:?set RUN to the checkout the recipe ran in}"
 M=$PWD R=$PWD/docs/results
-RUN=$(cd "$RUN" && pwd) W=$(cd "$RUN" && pwd)/work/multi30k_en_de
+RUN=$(cd "$RUN" && pwd)
+W=$RUN/work/multi30k_en_de
 [ -s "$W/results.json" ] || { echo "error: $W/results.json missing: the run has not finished its report stage" >&2; exit 1; }
 [ -f "$R/multi30k_notes.md" ] || { echo "error: write $R/multi30k_notes.md (the run's notes) first" >&2; exit 1; }
 (cd "$RUN" && STAGE=report RESULTS_DIR=$R RESULTS_NAME=multi30k RESULTS_NOTES=$R/multi30k_notes.md \

@@ -10,9 +10,9 @@ changes nothing).
 Float models run each LSTM layer as torch's fused `lstm_cell` and each linear layer as a FloatLinear on its
 weights (F.linear, or for one row a product with the weight transposed once): a one-step `nn.LSTM` call goes
 through oneDNN's RNN primitive, which costs several times the arithmetic at these sizes. The sums are the same up
-to float rounding (about 1e-7), so outputs are compared with fairseq's on whole test sets (tests/test_serving.py, benchmarks/serving_speed.py). int8 files
-(fairseq-kd-compress --int8: torch's dynamically quantized LSTM and Linear modules) run those modules, the int8
-kernels fairseq runs too.
+to float rounding (about 1e-7), so outputs are compared with fairseq's on whole test sets (tests/test_serving.py,
+benchmarks/serving_speed.py). int8 files (fairseq-kd-compress --int8: torch's dynamically quantized LSTM and Linear
+modules) run those modules, the int8 kernels fairseq runs too.
 """
 from typing import List
 
